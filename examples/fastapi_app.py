@@ -1,0 +1,108 @@
+"""Demo: a FastAPI app whose /account and /transfer pages need a voice call.
+
+Run:  uvicorn examples.fastapi_app:app --port 8000   (then open http://127.0.0.1:8000/)
+
+Configured only from the environment (see example.env). Sign in as demo / demo.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import HTTPConnection
+
+from voice2fa_middleware import Identity, Voice2FAMiddleware, Voice2FASettings, VoiceTwoFactor, safe_next
+
+DEMO_USER, DEMO_PASSWORD = "demo", "demo"
+DEMO_PHONE = os.environ.get("DEMO_PHONE", "+12025550143")
+settings = Voice2FASettings.from_env()
+
+
+async def identify(conn: HTTPConnection) -> tuple[str, str] | None:
+    user = conn.session.get("user")
+    return (user, DEMO_PHONE) if user == DEMO_USER else None
+
+
+def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        f"<!doctype html><html lang=en><meta charset=utf-8>"
+        f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{title}</title>"
+        f"<body style='font-family:system-ui;max-width:40rem;margin:2rem auto;padding:0 1rem'>"
+        f"<nav><a href=/>Home</a> · <a href=/account>Account</a> · <a href=/transfer>Transfer</a> · "
+        f"<a href=/login>Sign in</a> · <form method=post action=/logout style=display:inline>"
+        f"<button>Sign out</button></form></nav><h1>{title}</h1>{body}</body></html>",
+        status_code=status,
+    )
+
+
+app = FastAPI(title="voice2fa FastAPI demo")
+# add_middleware puts each new middleware outside the previous ones: the session must be
+# outermost because identify() reads it.
+app.add_middleware(Voice2FAMiddleware, identify=identify, protect=["/account"], settings=settings)
+app.add_middleware(
+    SessionMiddleware,
+    secret_key=settings.secret_keys[0],
+    https_only=bool(settings.public_url and settings.public_url.startswith("https:")),
+)
+
+LOGIN_FORM = (
+    "<form method=post action='/login?next={next}'>"
+    "<p><label>Username <input name=username autocomplete=username required></label></p>"
+    "<p><label>Password <input name=password type=password autocomplete=current-password required></label></p>"
+    "<p><button>Sign in</button></p></form><p>Demo account: demo / demo</p>"
+)
+
+
+@app.get("/", response_class=HTMLResponse)
+async def home(request: Request) -> Response:
+    user = request.session.get("user")
+    who = f"Signed in as <b>{html.escape(user)}</b>." if user else "Not signed in."
+    return page("voice2fa demo (FastAPI)", f"<p>{who} This page is public.</p>")
+
+
+@app.get("/login", response_class=HTMLResponse)
+async def login_form(next: str = "/account") -> Response:
+    return page("Sign in", LOGIN_FORM.format(next=html.escape(safe_next(next) or "/account")))
+
+
+@app.post("/login")
+async def login(
+    request: Request, username: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "", next: str = "/account"
+) -> Response:
+    target = safe_next(next) or "/account"
+    if secrets.compare_digest(username, DEMO_USER) and secrets.compare_digest(password, DEMO_PASSWORD):
+        request.session.clear()
+        request.session["user"] = username
+        return RedirectResponse(target, status_code=303)
+    return page("Sign in", "<p role=alert>Wrong username or password.</p>" + LOGIN_FORM.format(next=html.escape(target)), 401)
+
+
+@app.api_route("/logout", methods=["GET", "POST"])
+async def logout(request: Request) -> Response:
+    request.session.clear()
+    response = RedirectResponse("/", status_code=303)
+    for name in ("voice2fa_verified", "__Host-voice2fa_verified", "voice2fa_pending", "__Host-voice2fa_pending"):
+        response.delete_cookie(name, path="/", secure=name.startswith("__Host-"))
+    return response
+
+
+@app.get("/account", response_class=HTMLResponse)
+async def account(request: Request) -> Response:
+    if not request.session.get("user"):
+        return RedirectResponse("/login?next=/account", status_code=303)
+    return page("Your account", "<p>Protected by a path pattern: you passed the voice check.</p>")
+
+
+@app.get("/transfer", response_class=HTMLResponse)
+async def transfer(
+    request: Request, identity: Annotated[Identity | None, Depends(VoiceTwoFactor(fresh_within=300))]
+) -> Response:
+    if identity is None:
+        return RedirectResponse("/login?next=/transfer", status_code=303)
+    return page("Transfer money", f"<p>Verified as {html.escape(identity.user_id)} within the last 5 minutes (a FastAPI dependency).</p>")

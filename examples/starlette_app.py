@@ -1,0 +1,111 @@
+"""Demo: a Starlette app whose /account and /transfer pages need a voice call.
+
+Run:  uvicorn examples.starlette_app:app --port 8000   (then open http://127.0.0.1:8000/)
+
+Configured only from the environment (see example.env). With no SignalWire credentials the
+console caller plays the call locally: the code appears on the terminal and on
+http://127.0.0.1:8000/voice2fa/dev/phone. Sign in as demo / demo.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import secrets
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from voice2fa_middleware import Voice2FAMiddleware, Voice2FASettings, require_voice_2fa, safe_next
+
+DEMO_USER, DEMO_PASSWORD = "demo", "demo"
+DEMO_PHONE = os.environ.get("DEMO_PHONE", "+12025550143")
+settings = Voice2FASettings.from_env()
+
+
+async def identify(conn: HTTPConnection) -> tuple[str, str] | None:
+    """Who is signed in: the app's own session decides; the middleware only asks."""
+    user = conn.session.get("user")
+    return (user, DEMO_PHONE) if user == DEMO_USER else None
+
+
+def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        f"<!doctype html><html lang=en><meta charset=utf-8>"
+        f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{title}</title>"
+        f"<body style='font-family:system-ui;max-width:40rem;margin:2rem auto;padding:0 1rem'>"
+        f"<nav><a href=/>Home</a> · <a href=/account>Account</a> · <a href=/transfer>Transfer</a> · "
+        f"<a href=/login>Sign in</a> · <form method=post action=/logout style=display:inline>"
+        f"<button>Sign out</button></form></nav><h1>{title}</h1>{body}</body></html>",
+        status_code=status,
+    )
+
+
+async def home(request: Request) -> Response:
+    user = request.session.get("user")
+    who = f"Signed in as <b>{html.escape(user)}</b>." if user else "Not signed in."
+    return page("voice2fa demo", f"<p>{who} This page is public.</p>")
+
+
+async def login(request: Request) -> Response:
+    next_url = safe_next(request.query_params.get("next")) or "/account"
+    form = (
+        f"<form method=post action='/login?next={html.escape(next_url)}'>"
+        "<p><label>Username <input name=username autocomplete=username required></label></p>"
+        "<p><label>Password <input name=password type=password autocomplete=current-password required></label></p>"
+        "<p><button>Sign in</button></p></form><p>Demo account: demo / demo</p>"
+    )
+    if request.method == "GET":
+        return page("Sign in", form)
+    data = await request.form()
+    username, password = str(data.get("username", "")), str(data.get("password", ""))
+    if secrets.compare_digest(username, DEMO_USER) and secrets.compare_digest(password, DEMO_PASSWORD):
+        request.session.clear()  # a new session on sign-in: no fixation
+        request.session["user"] = username
+        return RedirectResponse(next_url, status_code=303)
+    return page("Sign in", "<p role=alert>Wrong username or password.</p>" + form, status=401)
+
+
+async def logout(request: Request) -> Response:
+    request.session.clear()
+    response = RedirectResponse("/", status_code=303)
+    for name in ("voice2fa_verified", "__Host-voice2fa_verified", "voice2fa_pending", "__Host-voice2fa_pending"):
+        response.delete_cookie(name, path="/", secure=name.startswith("__Host-"))
+    return response
+
+
+async def account(request: Request) -> Response:
+    if not request.session.get("user"):
+        return RedirectResponse("/login?next=/account", status_code=303)
+    return page("Your account", "<p>Protected by a path pattern: you passed the voice check.</p>")
+
+
+@require_voice_2fa(fresh_within=300)
+async def transfer(request: Request) -> Response:
+    if not request.session.get("user"):
+        return RedirectResponse("/login?next=/transfer", status_code=303)
+    return page("Transfer money", "<p>Protected by the decorator, with a check no older than 5 minutes.</p>")
+
+
+app = Starlette(
+    routes=[
+        Route("/", home),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST", "GET"]),
+        Route("/account", account),
+        Route("/transfer", transfer),
+    ],
+    middleware=[
+        # The session is read by identify(), so it sits outside the 2FA middleware.
+        Middleware(
+            SessionMiddleware,
+            secret_key=settings.secret_keys[0],
+            https_only=bool(settings.public_url and settings.public_url.startswith("https:")),
+        ),
+        Middleware(Voice2FAMiddleware, identify=identify, protect=["/account"], settings=settings),
+    ],
+)

@@ -1,0 +1,59 @@
+"""Two-factor authentication by voice call for Starlette and FastAPI apps."""
+
+from ._audit import AuditEvent, AuditHook
+from ._callers import Caller, ConsoleCaller, SignalWireCaller, SignalWireSDKCaller
+from ._errors import (
+    CallError,
+    ConfigurationError,
+    MissingExtraError,
+    StoreError,
+    StoreFullError,
+    Voice2FAError,
+)
+from ._middleware import Voice2FAHandle, Voice2FAMiddleware, safe_next
+from ._protection import Identity, ProtectedPath, VerificationRequired, VoiceTwoFactor, require_voice_2fa
+from ._settings import Voice2FASettings
+from ._store import Bucket, Challenge, MemoryStore, Store
+from ._webhooks import compute_signature, is_valid_signature
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuditEvent",
+    "AuditHook",
+    "Bucket",
+    "CallError",
+    "Caller",
+    "Challenge",
+    "ConfigurationError",
+    "ConsoleCaller",
+    "Identity",
+    "MemoryStore",
+    "MissingExtraError",
+    "ProtectedPath",
+    "RedisStore",
+    "SignalWireCaller",
+    "SignalWireSDKCaller",
+    "Store",
+    "StoreError",
+    "StoreFullError",
+    "VerificationRequired",
+    "Voice2FAError",
+    "Voice2FAHandle",
+    "Voice2FAMiddleware",
+    "Voice2FASettings",
+    "VoiceTwoFactor",
+    "compute_signature",
+    "is_valid_signature",
+    "require_voice_2fa",
+    "safe_next",
+]
+
+
+def __getattr__(name: str) -> object:
+    # RedisStore needs the 'redis' extra: imported on first use only.
+    if name == "RedisStore":
+        from ._redis_store import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module 'voice2fa_middleware' has no attribute {name!r}")

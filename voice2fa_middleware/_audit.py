@@ -1,0 +1,58 @@
+"""Audit events: what happened, to whom, from where and when; never a code (S18)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+EventKind = Literal[
+    "challenge_created",
+    "call_placed",
+    "call_failed",
+    "call_refused",
+    "call_status",
+    "verified",
+    "failed",
+    "locked",
+]
+
+logger = logging.getLogger("voice2fa.audit")
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One audit record. ``detail`` holds reasons and statuses, never a code or token."""
+
+    kind: EventKind
+    user_id: str | None
+    client: str | None
+    time: float
+    detail: Mapping[str, str | int | float] = field(default_factory=dict)
+
+
+AuditHook = Callable[[AuditEvent], "Awaitable[None] | None"]
+
+
+async def emit(hook: AuditHook | None, event: AuditEvent) -> None:
+    """Log the event on ``voice2fa.audit`` and hand it to the app's hook, if any.
+
+    A failing hook is logged and ignored: auditing must not break sign-in.
+    """
+    logger.info(
+        "%s user=%s client=%s %s",
+        event.kind,
+        event.user_id,
+        event.client,
+        " ".join(f"{k}={v}" for k, v in event.detail.items()),
+    )
+    if hook is None:
+        return
+    try:
+        result = hook(event)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("voice2fa audit hook failed for %s", event.kind)

@@ -1,0 +1,132 @@
+"""What the carrier does once a call is created: fetch the LaML with signed requests,
+follow ``<Gather>`` and ``<Redirect>``, collect what ``<Say>`` says, post status callbacks.
+
+Shared by the console caller (a laptop with no account) and the SignalWire test double.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import httpx
+from urllib.parse import urljoin
+
+from ._webhooks import compute_signature
+
+logger = logging.getLogger("voice2fa.carrier")
+
+FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+
+
+@dataclass
+class SimulatedCall:
+    """A call as the carrier saw it."""
+
+    sid: str
+    to: str
+    from_: str
+    url: str
+    status_callback: str | None
+    account_sid: str = ""
+    says: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    laml_status_codes: list[int] = field(default_factory=list)
+    status_callback_codes: list[int] = field(default_factory=list)
+    error: str | None = None
+    done: bool = False
+
+    def code(self, digits: int | None = None) -> str | None:
+        """The code spoken in the call: the digits of the first ``<Say>`` made of a code."""
+        for text in self.says:
+            found = "".join(re.findall(r"[0-9]", text))
+            if len(found) >= 6 and (digits is None or len(found) == digits):
+                return found
+        return None
+
+
+def _signed_headers(key: str, url: str, form: Sequence[tuple[str, str]]) -> dict[str, str]:
+    signature = compute_signature(key, url, form)
+    return {"X-SignalWire-Signature": signature, "X-Twilio-Signature": signature}
+
+
+async def _post(client: httpx.AsyncClient, key: str, url: str, form: list[tuple[str, str]]) -> httpx.Response:
+    return await client.post(url, data=dict(form), headers=_signed_headers(key, url, form))
+
+
+async def simulate_call(
+    client: httpx.AsyncClient,
+    call: SimulatedCall,
+    *,
+    signing_key: str,
+    outcome: str = "completed",
+    presses: Sequence[str] = ("1",),
+    max_documents: int = 6,
+) -> SimulatedCall:
+    """Play ``call`` to its end as the carrier would, filling in what was said and sent."""
+    base = [
+        ("CallSid", call.sid),
+        ("AccountSid", call.account_sid),
+        ("From", call.from_),
+        ("To", call.to),
+        ("Direction", "outbound-api"),
+        ("ApiVersion", "2010-04-01"),
+    ]
+
+    async def status(value: str, extra: Sequence[tuple[str, str]] = ()) -> None:
+        call.statuses.append(value)
+        if call.status_callback:
+            resp = await _post(client, signing_key, call.status_callback, [*base, ("CallStatus", value), *extra])
+            call.status_callback_codes.append(resp.status_code)
+
+    try:
+        await status("ringing")
+        if outcome != "completed":
+            await status(outcome)
+            return call
+        await status("in-progress")
+        presses_left = list(presses)
+        url: str | None = call.url
+        documents = 0
+        pressed: str | None = None
+        while url and documents < max_documents:
+            documents += 1
+            form = [*base, ("CallStatus", "in-progress")]
+            if documents > 1 and pressed is not None:
+                form.append(("Digits", pressed))
+            resp = await _post(client, signing_key, url, form)
+            call.laml_status_codes.append(resp.status_code)
+            if resp.status_code != 200:
+                call.error = f"LaML fetch answered {resp.status_code}"
+                break
+            next_url, pressed = _play(resp.text, call, presses_left)
+            url = urljoin(url, next_url) if next_url else None
+        await status("completed", [("CallDuration", "20")])
+    except (httpx.HTTPError, ET.ParseError) as exc:
+        call.error = f"{type(exc).__name__}: {exc}"
+        logger.warning("simulated call %s failed: %s", call.sid, type(exc).__name__)
+    finally:
+        call.done = True
+    return call
+
+
+def _play(document: str, call: SimulatedCall, presses_left: list[str]) -> tuple[str | None, str | None]:
+    """Run one LaML document; returns the next URL to fetch and the key pressed, if any."""
+    root = ET.fromstring(document)
+    for verb in root:
+        if verb.tag == "Say":
+            call.says.append((verb.text or "").strip())
+        elif verb.tag == "Gather":
+            for inner in verb:
+                if inner.tag == "Say":
+                    call.says.append((inner.text or "").strip())
+            if presses_left and verb.get("action"):
+                return verb.get("action"), presses_left.pop(0)
+        elif verb.tag == "Redirect" and verb.text:
+            return verb.text.strip(), None
+        elif verb.tag in ("Hangup", "Reject"):
+            return None, None
+    return None, None

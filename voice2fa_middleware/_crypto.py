@@ -1,0 +1,99 @@
+"""Codes, keyed hashes and signed tokens.
+
+Every secret comes from ``secrets``; every comparison is constant-time. Keys are derived
+per purpose from the configured secret keys (newest first), so one secret never signs two
+kinds of thing, and an old key keeps verifying until it is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from itsdangerous import BadData, URLSafeTimedSerializer
+
+
+def generate_code(digits: int) -> str:
+    """A uniformly random code of ``digits`` decimal digits, leading zeros kept (S1)."""
+    return str(secrets.randbelow(10**digits)).zfill(digits)
+
+
+def new_id(nbytes: int = 18) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def _derive(secret: str, purpose: str) -> bytes:
+    return hmac.new(secret.encode(), b"voice2fa/" + purpose.encode(), hashlib.sha256).digest()
+
+
+class Keyring:
+    """Purpose-bound keys and signers derived from the secret keys (newest first)."""
+
+    def __init__(self, secret_keys: Sequence[str]) -> None:
+        if not secret_keys:
+            raise ValueError("at least one secret key is needed")
+        self._secrets = tuple(secret_keys)
+        self._code_keys = [_derive(s, "code") for s in self._secrets]
+        self._tag_keys = [_derive(s, "tag") for s in self._secrets]
+        # itsdangerous signs with the last key and verifies with all of them.
+        oldest_first = list(reversed(self._secrets))
+        self.pending = URLSafeTimedSerializer(oldest_first, salt="voice2fa.pending")
+        self.verified = URLSafeTimedSerializer(oldest_first, salt="voice2fa.verified")
+        self.remember = URLSafeTimedSerializer(oldest_first, salt="voice2fa.remember")
+        self.call = URLSafeTimedSerializer(oldest_first, salt="voice2fa.call")
+
+    # -- keyed hashes ----------------------------------------------------------------------
+
+    def code_mac(self, challenge_id: str, code: str) -> str:
+        """The stored form of a code: HMAC-SHA256 keyed with the newest key (S2)."""
+        return self._mac(self._code_keys[0], challenge_id, code)
+
+    def code_matches(self, challenge_id: str, code: str, stored_mac: str) -> bool:
+        """Constant-time check of ``code`` against a stored MAC, under every key (S5)."""
+        ok = False
+        for key in self._code_keys:
+            ok |= hmac.compare_digest(self._mac(key, challenge_id, code), stored_mac)
+        return ok
+
+    def tag(self, kind: str, value: str) -> str:
+        """An opaque, stable tag for a user id or a phone number (keys, cookies)."""
+        return self._mac(self._tag_keys[0], kind, value)[:32]
+
+    def tag_matches(self, kind: str, value: str, tag: str) -> bool:
+        ok = False
+        for key in self._tag_keys:
+            ok |= hmac.compare_digest(self._mac(key, kind, value)[:32], tag)
+        return ok
+
+    @staticmethod
+    def _mac(key: bytes, context: str, value: str) -> str:
+        msg = context.encode() + b"\x00" + value.encode("utf-8", "surrogatepass")
+        return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+    # -- signed payloads ---------------------------------------------------------------
+
+    @staticmethod
+    def load(serializer: URLSafeTimedSerializer, token: str | None, max_age: float) -> Any:
+        """The payload of a signed token, or ``None`` for a missing, bad or expired one."""
+        if not token or len(token) > 4096:
+            return None
+        try:
+            return serializer.loads(token, max_age=max_age)
+        except (BadData, UnicodeError, ValueError):
+            return None
+
+    @staticmethod
+    def load_with_time(
+        serializer: URLSafeTimedSerializer, token: str | None, max_age: float
+    ) -> tuple[Any, float] | None:
+        """Like :meth:`load`, with the time the token was signed (a Unix timestamp)."""
+        if not token or len(token) > 4096:
+            return None
+        try:
+            payload, signed_at = serializer.loads(token, max_age=max_age, return_timestamp=True)
+        except (BadData, UnicodeError, ValueError):
+            return None
+        return payload, signed_at.timestamp()

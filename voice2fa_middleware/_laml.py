@@ -1,0 +1,66 @@
+"""The LaML documents the call plays.
+
+1. ``answer``: "press any key to hear your code" inside a ``<Gather>``, so an answering
+   machine never records the code (skipped when the voicemail guard is off).
+2. ``code``: the digits one by one, twice, then "press 1 to hear it again" (a ``<Gather>``
+   back to the same action), goodbye, hang up.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from ._i18n import APP_NAME_FORMAT, SPEECH_LANGUAGES, spoken_digits, translate
+
+
+class LamlBuilder:
+    def __init__(self, *, voice: str | None, app_name: str) -> None:
+        self.voice = voice
+        self.app_name = app_name
+
+    def _say(self, parent: ET.Element, text: str, language: str) -> None:
+        attrs = {"language": SPEECH_LANGUAGES.get(language, "en-US")}
+        if self.voice:
+            attrs["voice"] = self.voice
+        ET.SubElement(parent, "Say", attrs).text = text
+
+    @staticmethod
+    def _gather(parent: ET.Element, action: str, timeout: int) -> ET.Element:
+        return ET.SubElement(
+            parent,
+            "Gather",
+            {"action": action, "method": "POST", "numDigits": "1", "timeout": str(timeout)},
+        )
+
+    @staticmethod
+    def _render(root: ET.Element) -> str:
+        return '<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="unicode")
+
+    def answer(self, *, action: str, language: str) -> str:
+        """Ask for a key press before anything secret is said."""
+        root = ET.Element("Response")
+        app = APP_NAME_FORMAT.get(language, " from {name}").format(name=self.app_name) if self.app_name else ""
+        gather = self._gather(root, action, timeout=10)
+        self._say(gather, translate(language, "say.intro", app=app), language)
+        self._say(root, translate(language, "say.no_key"), language)
+        ET.SubElement(root, "Hangup")
+        return self._render(root)
+
+    def code(self, *, code: str, action: str, language: str) -> str:
+        """Speak the code twice, offer a repeat, say goodbye, hang up."""
+        root = ET.Element("Response")
+        digits = spoken_digits(code, language)
+        self._say(root, translate(language, "say.code", digits=digits), language)
+        ET.SubElement(root, "Pause", {"length": "1"})
+        self._say(root, translate(language, "say.again", digits=digits), language)
+        gather = self._gather(root, action, timeout=5)
+        self._say(gather, translate(language, "say.repeat"), language)
+        self._say(root, translate(language, "say.goodbye"), language)
+        ET.SubElement(root, "Hangup")
+        return self._render(root)
+
+    def goodbye(self, *, language: str, expired: bool = False) -> str:
+        root = ET.Element("Response")
+        self._say(root, translate(language, "say.expired" if expired else "say.goodbye"), language)
+        ET.SubElement(root, "Hangup")
+        return self._render(root)

@@ -1,0 +1,826 @@
+"""``Voice2FAMiddleware``: a pure ASGI middleware that adds a voice-call second factor."""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import ipaddress
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._audit import AuditEvent, AuditHook, EventKind, emit
+from ._callers import Caller, ConsoleCaller, SignalWireCaller
+from ._carrier import FINAL_STATUSES
+from ._crypto import Keyring, generate_code, new_id
+from ._errors import CallError, StoreError
+from ._i18n import MESSAGES, negotiate, normalize_language, translate
+from ._laml import LamlBuilder
+from ._pages import Pages, json_response, script_json, text_response
+from ._phone import check_phone, mask, region_of
+from ._protection import Identify, Identity, PathRules, ProtectedPath, VerificationRequired
+from ._settings import Voice2FASettings, is_loopback_host
+from ._store import Bucket, Challenge, MemoryStore, Store
+from ._webhooks import SIGNATURE_HEADERS, is_valid_signature
+
+logger = logging.getLogger("voice2fa")
+
+_CODE_RE = re.compile(r"[0-9]+")
+_SEPARATORS = re.compile(r"[\s\-.]")
+_CALL_STATUSES = frozenset({"queued", "initiated", "ringing", "in-progress", "answered", *FINAL_STATUSES})
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_\-.]{1,512}")
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, error: str) -> None:
+        self.status = status
+        self.error = error
+
+
+def safe_next(value: object) -> str | None:
+    """``value`` when it is a path on this site, else ``None`` (S12).
+
+    Refuses schemes (``javascript:``, ``https:``), hosts (``//evil``), backslashes (which
+    browsers read as slashes), control characters and whitespace (which browsers strip).
+    """
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 2048:
+        return None
+    if value.startswith("//") or "\\" in value or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return None
+    return value
+
+
+class Voice2FAHandle:
+    """Put in ``scope["voice2fa"]`` for the app: is the user verified, and when."""
+
+    __slots__ = ("_mw", "_scope", "_identity", "_identified", "_verified_at")
+
+    def __init__(self, middleware: Voice2FAMiddleware, scope: Scope) -> None:
+        self._mw = middleware
+        self._scope = scope
+        self._identity: Identity | None = None
+        self._identified = False
+        self._verified_at: float | None = None
+
+    async def identity(self) -> Identity | None:
+        if not self._identified:
+            self._identity = await self._mw._identify_conn(HTTPConnection(self._scope))
+            self._identified = True
+        return self._identity
+
+    async def verified_at(self) -> float | None:
+        """When this user last verified (Unix time), or ``None``."""
+        if self._verified_at is None:
+            identity = await self.identity()
+            if identity is not None:
+                self._verified_at = self._mw._verified_at(HTTPConnection(self._scope), identity)
+        return self._verified_at
+
+    async def is_verified(self, fresh_within: int | None = None) -> bool:
+        at = await self.verified_at()
+        if at is None:
+            return False
+        return fresh_within is None or time.time() - at <= fresh_within
+
+    async def require(self, fresh_within: int | None = None) -> Response | None:
+        """``None`` when the user may go on; else the response that asks for the factor.
+
+        Anonymous users go on: signing in is the app's job.
+        """
+        identity = await self.identity()
+        if identity is None or await self.is_verified(fresh_within):
+            return None
+        return await self._mw._challenge(Request(self._scope), identity)
+
+
+class Voice2FAMiddleware:
+    """Adds a second factor by voice call to a Starlette or FastAPI app.
+
+    ``identify`` tells who is signed in: ``request -> (user_id, phone) | None``, sync or
+    async (sync ones run in a worker thread). ``protect`` lists path patterns (or
+    ``ProtectedPath`` with step-up freshness); ``@require_voice_2fa`` and
+    ``Depends(VoiceTwoFactor())`` protect single routes. Everything else is in
+    ``settings`` (default: ``Voice2FASettings.from_env()``).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        identify: Identify,
+        protect: Iterable[str | ProtectedPath] = (),
+        settings: Voice2FASettings | None = None,
+        store: Store | None = None,
+        caller: Caller | None = None,
+        on_event: AuditHook | None = None,
+        select_language: Callable[[HTTPConnection], str | None] | None = None,
+        template_dirs: Sequence[str | Path] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.settings = s = settings if settings is not None else Voice2FASettings.from_env()
+        self._identify = identify
+        self._identify_is_async = inspect.iscoroutinefunction(identify) or inspect.iscoroutinefunction(
+            getattr(identify, "__call__", None)
+        )
+        self.rules = PathRules(protect)
+        self.keys = Keyring(s.secret_keys)
+        self.clock = clock
+        self.on_event = on_event
+        self.select_language = select_language
+        self.prefix = s.prefix
+        self.pages = Pages(template_dirs)
+        self.laml = LamlBuilder(voice=s.voice, app_name=s.app_name)
+        self.allowed_regions: frozenset[str] | None = (
+            frozenset(r.upper() for r in s.allowed_countries)
+            if s.allowed_countries is not None
+            else (frozenset({r}) if (r := region_of(s.from_number)) else None)
+        )
+        self.from_number = s.from_number or "+10000000000"
+        self._proxies = [ipaddress.ip_network(p, strict=False) for p in s.trusted_proxies]
+        if store is None:
+            if s.redis_url:
+                from ._redis_store import RedisStore
+
+                store = RedisStore(s.redis_url, timeout=s.store_timeout)
+            else:
+                store = MemoryStore(max_challenges=s.memory_max_challenges, clock=clock)
+        self.store: Store = store
+        if caller is None:
+            if s.uses_signalwire:
+                assert s.space_url and s.signalwire_project and s.signalwire_token
+                caller = SignalWireCaller(
+                    space=s.space_url, project=s.signalwire_project, token=s.signalwire_token,
+                    timeout=s.call_timeout,
+                )
+            else:
+                logger.warning(
+                    "voice2fa: no SignalWire credentials, using the CONSOLE CALLER: calls are "
+                    "played locally and codes shown on the terminal. NOT FOR PRODUCTION."
+                )
+                caller = ConsoleCaller(signing_key=s.webhook_key)
+        self.caller: Caller = caller
+        self.dev_pages = s.dev_pages if s.dev_pages is not None else isinstance(caller, ConsoleCaller)
+        if s.ephemeral_secret:
+            logger.warning(
+                "voice2fa: VOICE2FA_SECRET_KEY is not set; using a random key. Cookies will not "
+                "survive a restart nor be shared between workers."
+            )
+        if not s.public_url:
+            logger.warning("voice2fa: VOICE2FA_PUBLIC_URL is not set; webhook URLs follow the request's host")
+        self._status_labels = {
+            lang: script_json({k.rsplit(".", 1)[1]: v for k, v in table.items() if k.startswith("page.status.")})
+            for lang, table in MESSAGES.items()
+        }
+        p = self.prefix
+        self._routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
+            f"{p}/verify": self._verify_endpoint,
+            f"{p}/verify/status": self._status_page_endpoint,
+            f"{p}/resend": self._resend_endpoint,
+            f"{p}/cancel": self._cancel_endpoint,
+            f"{p}/dev/phone": self._dev_phone_endpoint,
+            f"{p}/dev/calls": self._dev_calls_endpoint,
+        }
+
+    # -- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if scope["type"] == "http" and path.startswith(self.prefix) and (
+            len(path) == len(self.prefix) or path[len(self.prefix)] == "/"
+        ):
+            response = await self._own_endpoint(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        handle = Voice2FAHandle(self, scope)
+        scope["voice2fa"] = handle
+        rule = self.rules.match(path)
+        if rule is not None:
+            if scope["type"] == "websocket":
+                if await handle.identity() is not None and not await handle.is_verified(rule.fresh_within):
+                    await send({"type": "websocket.close", "code": 1008, "reason": ""})
+                    return
+            else:
+                denied = await handle.require(rule.fresh_within)
+                if denied is not None:
+                    await denied(scope, receive, send)
+                    return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except VerificationRequired as exc:
+            if started:
+                raise
+            await exc.response(scope, receive, send)
+
+    # -- who, and verified? ----------------------------------------------------------------
+
+    async def _identify_conn(self, conn: HTTPConnection) -> Identity | None:
+        if self._identify_is_async:
+            result = await self._identify(conn)  # type: ignore[misc]
+        else:
+            result = await run_in_threadpool(self._identify, conn)
+            if inspect.isawaitable(result):
+                result = await result
+        if result is None:
+            return None
+        if isinstance(result, Identity):
+            return result
+        if isinstance(result, tuple) and len(result) in (2, 3):
+            return Identity(*(str(x) for x in result))
+        raise TypeError("identify must return (user_id, phone), Identity or None")
+
+    def _secure(self, conn: HTTPConnection) -> bool:
+        if self.settings.cookie_secure is not None:
+            return self.settings.cookie_secure
+        return conn.url.scheme in ("https", "wss") or (self.settings.public_url or "").startswith("https:")
+
+    def _cookie_name(self, conn: HTTPConnection, kind: str) -> str:
+        return f"__Host-voice2fa_{kind}" if self._secure(conn) else f"voice2fa_{kind}"
+
+    def _binding(self, identity: Identity) -> str:
+        """Ties a verification to the user, the phone and the app's version string."""
+        return self.keys.tag("bind", f"{identity.user_id}\x00{identity.phone}\x00{identity.version}")
+
+    def _verified_at(self, conn: HTTPConnection, identity: Identity) -> float | None:
+        token = conn.cookies.get(self._cookie_name(conn, "verified"))
+        loaded = self.keys.load_with_time(self.keys.verified, token, self.settings.verified_max_age)
+        if loaded is None:
+            return None
+        payload, signed_at = loaded
+        if not isinstance(payload, dict) or not isinstance(payload.get("b"), str):
+            return None
+        binding = f"{identity.user_id}\x00{identity.phone}\x00{identity.version}"
+        if not self.keys.tag_matches("bind", binding, payload["b"]):
+            return None
+        return signed_at
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _language(self, conn: HTTPConnection) -> str:
+        if self.select_language is not None:
+            chosen = self.select_language(conn)
+            if chosen:
+                return normalize_language(chosen, self.settings.default_language)
+        return negotiate(conn.headers.get("accept-language"), self.settings.default_language)
+
+    @staticmethod
+    def _wants_json(conn: HTTPConnection) -> bool:
+        accept = conn.headers.get("accept", "")
+        ctype = conn.headers.get("content-type", "")
+        return ("application/json" in accept and "text/html" not in accept) or ctype.startswith("application/json")
+
+    def client_address(self, conn: HTTPConnection) -> str:
+        """The client's address: the ASGI peer, or ``X-Forwarded-For`` from trusted proxies."""
+        peer = conn.client.host if conn.client else "unknown"
+        if not self._proxies:
+            return peer
+        forwarded = ",".join(conn.headers.getlist("x-forwarded-for"))
+        # Walk from the nearest hop outwards while each hop is a trusted proxy.
+        chain = [peer] + [h.strip() for h in forwarded.split(",") if h.strip()][::-1]
+        for hop in chain:
+            try:
+                address = ipaddress.ip_address(hop)
+            except ValueError:
+                return hop[:64]
+            if not any(address in net for net in self._proxies):
+                return hop
+        return chain[-1]
+
+    def _now(self) -> float:
+        return self.clock()
+
+    async def _store(self, awaitable: Awaitable[Any]) -> Any:
+        """Run a store operation with the store timeout; any failure is a ``StoreError``."""
+        try:
+            with anyio.fail_after(self.settings.store_timeout):
+                return await awaitable
+        except StoreError:
+            raise
+        except TimeoutError as exc:
+            raise StoreError("the store timed out") from exc
+        except Exception as exc:
+            raise StoreError(f"the store failed: {type(exc).__name__}") from exc
+
+    async def _audit(self, kind: EventKind, conn: HTTPConnection | None, user_id: str | None, **detail: str | int | float) -> None:
+        client = self.client_address(conn) if conn is not None else None
+        await emit(self.on_event, AuditEvent(kind, user_id, client, self._now(), detail))
+
+    def _base_url(self, conn: HTTPConnection) -> str:
+        if self.settings.public_url:
+            return self.settings.public_url.rstrip("/")
+        return f"{conn.url.scheme}://{conn.url.netloc}"
+
+    def _verify_url(self, next_url: str) -> str:
+        return f"{self.prefix}/verify?" + urlencode({"next": next_url})
+
+    def _pending(self, conn: HTTPConnection) -> dict[str, str] | None:
+        payload = self.keys.load(
+            self.keys.pending, conn.cookies.get(self._cookie_name(conn, "pending")), self.settings.code_ttl
+        )
+        if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("c", "u", "x", "n")):
+            return None
+        return payload
+
+    def _set_cookie(self, response: Response, conn: HTTPConnection, kind: str, value: str, max_age: int) -> None:
+        response.set_cookie(
+            self._cookie_name(conn, kind), value, max_age=max_age, path="/",
+            secure=self._secure(conn), httponly=True, samesite="lax",
+        )
+
+    def _delete_cookie(self, response: Response, conn: HTTPConnection, kind: str) -> None:
+        response.delete_cookie(
+            self._cookie_name(conn, kind), path="/", secure=self._secure(conn), httponly=True, samesite="lax"
+        )
+
+    def _error(
+        self,
+        conn: HTTPConnection,
+        status: int,
+        error: str,
+        *,
+        language: str | None = None,
+        retry_after: float | None = None,
+        link: str | None = None,
+        **extra: Any,
+    ) -> Response:
+        language = language or self._language(conn)
+        headers = {"retry-after": str(max(1, int(retry_after + 0.999)))} if retry_after else None
+        minutes = max(1, int((retry_after or 0) / 60 + 0.999))
+        seconds = max(1, int((retry_after or 0) + 0.999))
+        text = translate(language, f"error.{error}", minutes=minutes, seconds=seconds)
+        if self._wants_json(conn):
+            body = {"error": error, "message": text, **extra}
+            if retry_after:
+                body["retry_after"] = seconds
+            return json_response(status, body, headers)
+        return self.pages.message(
+            status=status, language=language, prefix=self.prefix, error=error, text=text, link=link, headers=headers
+        )
+
+    # -- the challenge (protected route, no fresh verification) ------------------------------
+
+    async def _challenge(self, request: Request, identity: Identity) -> Response:
+        language = self._language(request)
+        query = request.url.query
+        next_url = request.url.path + ("?" + query if query else "")
+        try:
+            return await self._start_challenge(request, identity, next_url, language)
+        except StoreError as exc:
+            logger.error("voice2fa: store unavailable, failing closed: %s", exc)
+            return self._error(request, 503, "store", language=language, retry_after=5)
+
+    async def _start_challenge(self, request: Request, identity: Identity, next_url: str, language: str) -> Response:
+        now = self._now()
+        user_tag = self.keys.tag("user", identity.user_id)
+        pending = self._pending(request)
+        if pending is not None and pending["u"] == user_tag:
+            live = await self._store(self.store.get(pending["c"]))
+            if live is not None and live.user_tag == user_tag:
+                return self._to_verify(request, next_url, pending, set_cookie=False)
+        locked = await self._locked_for(user_tag, now)
+        if locked:
+            return self._error(request, 429, "locked", language=language, retry_after=locked)
+        phone = check_phone(identity.phone, self.allowed_regions)
+        if not phone.ok or phone.e164 is None:
+            await self._audit("call_refused", request, identity.user_id, reason=f"phone_{phone.reason}")
+            return self._error(request, 403, "phone", language=language)
+        wait = await self._store(self.store.take(self._call_buckets(request, user_tag, phone.e164), now))
+        if wait:
+            await self._audit("call_refused", request, identity.user_id, reason="rate_limited")
+            return self._error(request, 429, "rate_limited", language=language, retry_after=wait)
+        challenge = Challenge(
+            id=new_id(), user_tag=user_tag, phone=phone.e164, code_mac="", created_at=now,
+            expires_at=now + self.settings.code_ttl, language=language,
+        )
+        await self._store(self.store.create(challenge))
+        await self._audit("challenge_created", request, identity.user_id)
+        failure = await self._place_call(request, challenge, identity.user_id, first=True)
+        if failure is not None:
+            await self._store(self.store.delete(challenge.id))
+            return failure
+        payload = {"c": challenge.id, "u": user_tag, "x": new_id(), "n": next_url}
+        return self._to_verify(request, next_url, payload, set_cookie=True)
+
+    def _to_verify(self, request: Request, next_url: str, pending: dict[str, str], *, set_cookie: bool) -> Response:
+        verify_url = self._verify_url(next_url)
+        response: Response
+        if self._wants_json(request):
+            response = json_response(
+                401,
+                {
+                    "error": "voice2fa_required",
+                    "verify_url": verify_url,
+                    "status_url": f"{self.prefix}/verify/status",
+                    "resend_url": f"{self.prefix}/resend",
+                    "csrf_token": pending["x"],
+                },
+                {"www-authenticate": 'Voice2FA realm="voice2fa"'},
+            )
+        else:
+            response = RedirectResponse(verify_url, status_code=303, headers={"cache-control": "no-store"})
+        if set_cookie:
+            self._set_cookie(response, request, "pending", self.keys.pending.dumps(pending), self.settings.code_ttl)
+        return response
+
+    def _call_buckets(self, conn: HTTPConnection, user_tag: str, e164: str) -> list[Bucket]:
+        s = self.settings
+        return [
+            Bucket("calls:all", s.calls_per_hour, 3600),
+            Bucket("calls:phone:" + self.keys.tag("phone", e164), s.calls_per_phone_per_hour, 3600),
+            Bucket("calls:user:" + user_tag, s.calls_per_user_per_hour, 3600),
+            Bucket("calls:client:" + self.keys.tag("client", self.client_address(conn)), s.calls_per_client_per_hour, 3600),
+        ]
+
+    async def _locked_for(self, user_tag: str, now: float) -> float:
+        count, left = await self._store(self.store.peek("fail:" + user_tag, now))
+        return left if count >= self.settings.lockout_failures else 0.0
+
+    async def _place_call(self, request: Request, challenge: Challenge, user_id: str, *, first: bool) -> Response | None:
+        """Install a new code and call; ``None`` when the call was placed."""
+        s = self.settings
+        now = self._now()
+        code = generate_code(s.code_digits)
+        nonce = new_id(12)
+        granted = await self._store(
+            self.store.begin_call(
+                challenge.id, code_mac=self.keys.code_mac(challenge.id, code), code=code, call_nonce=nonce,
+                now=now, cooldown=0 if first else s.resend_cooldown, max_calls=s.max_calls_per_challenge,
+            )
+        )
+        del code
+        if granted is None:
+            return self._error(request, 400, "no_challenge", link=self._pending_next(request))
+        if granted > 0:
+            await self._audit("call_refused", request, user_id, reason="cooldown")
+            return self._error(request, 429, "rate_limited", retry_after=granted)
+        token = self.keys.call.dumps([challenge.id, nonce])
+        base = self._base_url(request) + self.prefix
+        try:
+            with anyio.fail_after(s.call_timeout + 1):
+                sid = await self.caller.place_call(
+                    to=challenge.phone, from_=self.from_number,
+                    laml_url=f"{base}/laml/{token}", status_url=f"{base}/status/{token}",
+                )
+        except (CallError, TimeoutError) as exc:
+            status = exc.status if isinstance(exc, CallError) else None
+            logger.warning("voice2fa: the call could not be placed (status=%s)", status)
+            await self._store(self.store.update_call(challenge.id, nonce, status="failed", drop_code=True, reset_cooldown=True))
+            await self._audit("call_failed", request, user_id, provider_status=status or 0)
+            return self._error(request, 502, "call_failed", link=self._pending_next(request) if not first else request.url.path)
+        await self._store(self.store.update_call(challenge.id, nonce, call_sid=str(sid)[:64]))
+        await self._audit("call_placed", request, user_id, call_sid=str(sid)[:64])
+        return None
+
+    def _pending_next(self, conn: HTTPConnection) -> str:
+        pending = self._pending(conn)
+        return safe_next(pending["n"]) or "/" if pending else "/"
+
+    # -- the middleware's own endpoints -------------------------------------------------------
+
+    async def _own_endpoint(self, request: Request) -> Response:
+        path = request.url.path
+        try:
+            endpoint = self._routes.get(path)
+            if endpoint is not None:
+                return await endpoint(request)
+            rest = path[len(self.prefix) + 1 :]
+            if rest.startswith("static/") and request.method in ("GET", "HEAD"):
+                found = self.pages.static.get(rest[7:])
+                if found is None:
+                    return text_response(404, "Not Found")
+                return Response(found[0], media_type=found[1], headers={"cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"})
+            if rest.startswith("laml/") or rest.startswith("status/"):
+                return await self._webhook(request, rest)
+            return text_response(404, "Not Found")
+        except _BadRequest as exc:
+            return self._error(request, exc.status, exc.error)
+        except StoreError as exc:
+            logger.error("voice2fa: store unavailable, failing closed: %s", exc)
+            return self._error(request, 503, "store", retry_after=5)
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_size
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise _BadRequest(413 if declared.isdigit() else 400, "too_large" if declared.isdigit() else "bad_request")
+        chunks = bytearray()
+        async for chunk in request.stream():
+            chunks += chunk
+            if len(chunks) > limit:
+                raise _BadRequest(413, "too_large")
+        return bytes(chunks)
+
+    async def _read_form(self, request: Request) -> dict[str, str]:
+        body = await self._read_body(request)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            text = body.decode("utf-8")
+            if ctype == "application/json":
+                data = json.loads(text) if text else {}
+                if not isinstance(data, dict):
+                    raise ValueError
+                return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+            if ctype in ("application/x-www-form-urlencoded", ""):
+                return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=50, strict_parsing=False))
+        except (ValueError, UnicodeDecodeError):
+            raise _BadRequest(400, "bad_request") from None
+        raise _BadRequest(415, "bad_request")
+
+    def _same_site(self, request: Request) -> bool:
+        """Refuse cross-site posts (S11): ``Sec-Fetch-Site`` and ``Origin`` must agree."""
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            return False
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        allowed = {f"{request.url.scheme}://{request.url.netloc}"}
+        if self.settings.public_url:
+            p = urlsplit(self.settings.public_url)
+            allowed.add(f"{p.scheme}://{p.netloc}")
+        return origin in allowed
+
+    async def _form_with_csrf(self, request: Request) -> tuple[dict[str, str], dict[str, str], Identity]:
+        """The posted form, the pending state and the user, or a ``_BadRequest``."""
+        if not self._same_site(request):
+            raise _BadRequest(403, "csrf")
+        form = await self._read_form(request)
+        pending = self._pending(request)
+        token = form.get("csrf_token") or request.headers.get("x-csrf-token") or ""
+        if pending is None or not isinstance(token, str):
+            raise _BadRequest(403, "csrf")
+        if not hmac.compare_digest(token.encode("utf-8", "replace"), pending["x"].encode()):
+            raise _BadRequest(403, "csrf")
+        identity = await self._identify_conn(request)
+        if identity is None or not self.keys.tag_matches("user", identity.user_id, pending["u"]):
+            raise _BadRequest(403, "csrf")
+        return form, pending, identity
+
+    def _invalid(self, request: Request, attempts_left: int, language: str, pending: dict[str, str] | None, ch: Challenge | None, next_url: str, *, dead: bool = False, headers: dict[str, str] | None = None) -> Response:
+        key = "error.dead" if dead else "error.invalid_code"
+        message = translate(language, key)
+        if attempts_left > 0:
+            message += " " + translate(language, "error.attempts_left", n=attempts_left)
+        if self._wants_json(request) or pending is None or ch is None:
+            if self._wants_json(request):
+                return json_response(400, {"error": "invalid_code", "message": message, "attempts_left": attempts_left})
+            return self.pages.message(status=400, language=language, prefix=self.prefix, error="invalid_code", text=message, link=next_url)
+        return self._render_verify(request, pending, ch, next_url, language, status=400, error=message)
+
+    async def _verify_endpoint(self, request: Request) -> Response:
+        if request.method == "GET":
+            return await self._verify_page(request)
+        if request.method != "POST":
+            return text_response(405, "Method Not Allowed")
+        language = self._language(request)
+        form, pending, identity = await self._form_with_csrf(request)
+        next_url = safe_next(form.get("next")) or safe_next(pending["n"]) or "/"
+        user_tag = pending["u"]
+        now = self._now()
+        locked = await self._locked_for(user_tag, now)
+        if locked:
+            return self._error(request, 429, "locked", language=language, retry_after=locked)
+        raw = form.get("code", "")
+        code = _SEPARATORS.sub("", raw) if isinstance(raw, str) else ""
+        if not code.isascii() or not _CODE_RE.fullmatch(code) or len(code) != self.settings.code_digits:
+            current = await self._store(self.store.get(pending["c"]))
+            left = self.settings.max_attempts - current.attempts if current else 0
+            return self._invalid(request, left, language, pending, current, next_url)
+        ch = await self._store(self.store.reserve_attempt(pending["c"], self.settings.max_attempts))
+        if ch is None or ch.user_tag != user_tag:
+            return self._invalid(request, 0, language, None, None, next_url)
+        if ch.code_mac and self.keys.code_matches(ch.id, code, ch.code_mac):
+            if await self._store(self.store.consume(ch.id)):
+                return await self._verified(request, identity, next_url, form)
+            return self._invalid(request, 0, language, None, None, next_url)
+        count, _left = await self._store(self.store.hit("fail:" + user_tag, self.settings.lockout_window, now))
+        left = self.settings.max_attempts - ch.attempts
+        await self._audit("failed", request, identity.user_id, attempts_left=left, failures=count)
+        if left <= 0:
+            await self._store(self.store.delete(ch.id))
+        if count >= self.settings.lockout_failures:
+            await self._audit("locked", request, identity.user_id, failures=count)
+            await self._store(self.store.delete(ch.id))
+            return self._error(request, 429, "locked", language=language, retry_after=_left)
+        return self._invalid(request, left, language, pending if left > 0 else None, ch if left > 0 else None, next_url, dead=left <= 0)
+
+    async def _verified(self, request: Request, identity: Identity, next_url: str, form: dict[str, str]) -> Response:
+        user_tag = self.keys.tag("user", identity.user_id)
+        await self._store(self.store.clear("fail:" + user_tag))
+        await self._audit("verified", request, identity.user_id)
+        response: Response
+        if self._wants_json(request):
+            response = json_response(200, {"verified": True, "next": next_url})
+        else:
+            response = RedirectResponse(next_url, status_code=303, headers={"cache-control": "no-store"})
+        token = self.keys.verified.dumps({"b": self._binding(identity)})
+        self._set_cookie(response, request, "verified", token, self.settings.verified_max_age)
+        self._delete_cookie(response, request, "pending")
+        return response
+
+    async def _verify_page(self, request: Request) -> Response:
+        language = self._language(request)
+        pending = self._pending(request)
+        requested = safe_next(request.query_params.get("next"))
+        next_url = requested or (safe_next(pending["n"]) if pending else None) or "/"
+        if pending is None:
+            return self._error(request, 400, "no_challenge", language=language, link=next_url)
+        identity = await self._identify_conn(request)
+        ch = await self._store(self.store.get(pending["c"]))
+        if identity is None or ch is None or not self.keys.tag_matches("user", identity.user_id, ch.user_tag):
+            return self._error(request, 400, "no_challenge", language=language, link=next_url)
+        notice = translate(language, "page.sent") if request.query_params.get("sent") == "1" else None
+        return self._render_verify(request, pending, ch, next_url, language, status=200, notice=notice)
+
+    def _resend_in(self, ch: Challenge) -> int:
+        if ch.calls >= self.settings.max_calls_per_challenge:
+            return max(0, int(ch.expires_at - self._now()))
+        return max(0, int(ch.last_call_at + self.settings.resend_cooldown - self._now() + 0.999)) if ch.last_call_at else 0
+
+    def _render_verify(self, request: Request, pending: dict[str, str], ch: Challenge, next_url: str, language: str, *, status: int, error: str | None = None, notice: str | None = None) -> Response:
+        call_status = ch.call_status or "queued"
+        return self.pages.html(
+            "voice2fa/verify.html",
+            status=status,
+            language=language,
+            prefix=self.prefix,
+            masked_phone=mask(ch.phone),
+            csrf_token=pending["x"],
+            next_url=next_url,
+            digits=self.settings.code_digits,
+            error=error,
+            notice=notice,
+            status_text=translate(language, f"page.status.{call_status}"),
+            status_labels=self._status_labels.get(language, self._status_labels["en"]),
+            resend_in=self._resend_in(ch),
+            remember_days=0,
+        )
+
+    async def _status_page_endpoint(self, request: Request) -> Response:
+        if request.method != "GET":
+            return text_response(405, "Method Not Allowed")
+        pending = self._pending(request)
+        ch = await self._store(self.store.get(pending["c"])) if pending else None
+        if ch is None or pending is None or ch.user_tag != pending["u"]:
+            return json_response(404, {"error": "no_challenge"})
+        return json_response(
+            200,
+            {
+                "call_status": ch.call_status or "queued",
+                "attempts_left": max(0, self.settings.max_attempts - ch.attempts),
+                "resend_in": self._resend_in(ch),
+                "calls_left": max(0, self.settings.max_calls_per_challenge - ch.calls),
+                "expires_in": max(0, int(ch.expires_at - self._now())),
+            },
+        )
+
+    async def _resend_endpoint(self, request: Request) -> Response:
+        if request.method != "POST":
+            return text_response(405, "Method Not Allowed")
+        language = self._language(request)
+        form, pending, identity = await self._form_with_csrf(request)
+        next_url = safe_next(form.get("next")) or safe_next(pending["n"]) or "/"
+        now = self._now()
+        ch = await self._store(self.store.get(pending["c"]))
+        if ch is None or ch.user_tag != pending["u"]:
+            return self._error(request, 400, "no_challenge", language=language, link=next_url)
+        locked = await self._locked_for(ch.user_tag, now)
+        if locked:
+            return self._error(request, 429, "locked", language=language, retry_after=locked)
+        wait = self._resend_in(ch)
+        if wait > 0:
+            await self._audit("call_refused", request, identity.user_id, reason="cooldown")
+            return self._error(request, 429, "rate_limited", language=language, retry_after=wait)
+        wait_f = await self._store(self.store.take(self._call_buckets(request, ch.user_tag, ch.phone), now))
+        if wait_f:
+            await self._audit("call_refused", request, identity.user_id, reason="rate_limited")
+            return self._error(request, 429, "rate_limited", language=language, retry_after=wait_f)
+        failure = await self._place_call(request, ch, identity.user_id, first=False)
+        if failure is not None:
+            return failure
+        if self._wants_json(request):
+            return json_response(202, {"status": "calling"})
+        return RedirectResponse(
+            self._verify_url(next_url) + "&sent=1", status_code=303, headers={"cache-control": "no-store"}
+        )
+
+    async def _cancel_endpoint(self, request: Request) -> Response:
+        if request.method != "POST":
+            return text_response(405, "Method Not Allowed")
+        _form, pending, _identity = await self._form_with_csrf(request)
+        await self._store(self.store.delete(pending["c"]))
+        response: Response = RedirectResponse("/", status_code=303, headers={"cache-control": "no-store"})
+        if self._wants_json(request):
+            response = json_response(200, {"canceled": True})
+        self._delete_cookie(response, request, "pending")
+        return response
+
+    # -- dev phone (console caller only) -------------------------------------------------------
+
+    def _dev_allowed(self, request: Request) -> bool:
+        return self.dev_pages and isinstance(self.caller, ConsoleCaller) and is_loopback_host(
+            request.client.host if request.client else None
+        )
+
+    async def _dev_phone_endpoint(self, request: Request) -> Response:
+        if not self._dev_allowed(request) or request.method != "GET":
+            return text_response(404, "Not Found")
+        assert isinstance(self.caller, ConsoleCaller)
+        return self.pages.html("voice2fa/devphone.html", status=200, language="en", prefix=self.prefix, calls=list(self.caller.calls)[::-1])
+
+    async def _dev_calls_endpoint(self, request: Request) -> Response:
+        if not self._dev_allowed(request) or request.method != "GET":
+            return text_response(404, "Not Found")
+        assert isinstance(self.caller, ConsoleCaller)
+        calls = [
+            {"sid": c.sid, "to": c.to, "says": c.says, "statuses": c.statuses, "done": c.done, "error": c.error}
+            for c in self.caller.calls
+        ]
+        return json_response(200, {"calls": calls})
+
+    # -- provider webhooks (S7) ----------------------------------------------------------------
+
+    async def _webhook(self, request: Request, rest: str) -> Response:
+        if request.method != "POST":
+            return text_response(405, "Method Not Allowed")
+        body = await self._read_body(request)
+        try:
+            text = body.decode("utf-8")
+            params = parse_qsl(text, keep_blank_values=True, max_num_fields=100)
+        except (UnicodeDecodeError, ValueError):
+            return text_response(400, "Bad Request")
+        query = request.url.query
+        url = self._base_url(request) + request.url.path + ("?" + query if query else "")
+        signature = next((request.headers[h] for h in SIGNATURE_HEADERS if h in request.headers), None)
+        if not is_valid_signature(self.settings.webhook_key, url, params, text, signature):
+            logger.warning("voice2fa: refused a webhook with a missing or invalid signature")
+            return text_response(403, "Forbidden: invalid signature")
+        form = dict(params)
+        kind, _, tail = rest.partition("/")
+        token, _, action = tail.partition("/")
+        loaded = self.keys.load(self.keys.call, token, self.settings.code_ttl + 3600) if _TOKEN_RE.fullmatch(token) else None
+        if not (isinstance(loaded, list) and len(loaded) == 2 and all(isinstance(x, str) for x in loaded)):
+            return self._laml_response(self.laml.goodbye(language="en", expired=True)) if kind == "laml" else text_response(404, "Not Found")
+        challenge_id, nonce = loaded
+        call_sid = form.get("CallSid", "")[:64]
+        if kind == "status" and not action:
+            return await self._status_callback(request, challenge_id, nonce, call_sid, form)
+        if kind == "laml" and action in ("", "code", "repeat"):
+            return await self._laml(self._base_url(request), challenge_id, nonce, call_sid, action, form)
+        return text_response(404, "Not Found")
+
+    @staticmethod
+    def _laml_response(document: str, status: int = 200) -> Response:
+        return Response(document, status_code=status, media_type="application/xml", headers={"cache-control": "no-store"})
+
+    async def _laml(self, base_url: str, challenge_id: str, nonce: str, call_sid: str, action: str, form: dict[str, str]) -> Response:
+        status = "in-progress" if action == "" else None
+        ch = await self._store(self.store.update_call(challenge_id, nonce, call_sid=call_sid or None, status=status))
+        if ch is None or not ch.code or self._now() >= ch.expires_at:
+            return self._laml_response(self.laml.goodbye(language=ch.language if ch else "en", expired=True))
+        if not call_sid or ch.call_sid != call_sid:
+            return text_response(403, "Forbidden: not this call")
+        base = base_url + self.prefix
+        token = self.keys.call.dumps([challenge_id, nonce])
+        if action == "" and self.settings.voicemail_guard:
+            return self._laml_response(self.laml.answer(action=f"{base}/laml/{token}/code", language=ch.language))
+        if action == "repeat" and form.get("Digits") != "1":
+            return self._laml_response(self.laml.goodbye(language=ch.language))
+        return self._laml_response(self.laml.code(code=ch.code, action=f"{base}/laml/{token}/repeat", language=ch.language))
+
+    async def _status_callback(self, request: Request, challenge_id: str, nonce: str, call_sid: str, form: dict[str, str]) -> Response:
+        status = form.get("CallStatus", "")
+        if status not in _CALL_STATUSES:
+            return text_response(400, "Bad Request: unknown CallStatus")
+        ch = await self._store(self.store.get(challenge_id))
+        if ch is not None and ch.call_sid and call_sid and ch.call_sid != call_sid:
+            return text_response(403, "Forbidden: not this call")
+        final = status in FINAL_STATUSES
+        updated = await self._store(self.store.update_call(challenge_id, nonce, call_sid=call_sid or None, status=status, drop_code=final))
+        if updated is not None:
+            await self._audit("call_status", None, None, status=status, call_sid=call_sid)
+        return Response(status_code=204, headers={"cache-control": "no-store"})

@@ -1,0 +1,82 @@
+"""Server-rendered pages (Jinja2 templates shipped in the package, overridable) and the
+headers every response of the middleware carries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from ._i18n import translate
+
+# Pages that carry challenge state are never cached (S15) nor framed, and run only our
+# own script and style.
+SECURITY_HEADERS = {
+    "cache-control": "no-store",
+    "pragma": "no-cache",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+class Pages:
+    def __init__(self, template_dirs: Sequence[str | Path] = ()) -> None:
+        loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader([str(d) for d in template_dirs])]
+        loaders.append(jinja2.PackageLoader("voice2fa_middleware", "templates"))
+        self.env = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        static = resources.files("voice2fa_middleware") / "static"
+        self.static: dict[str, tuple[bytes, str]] = {}
+        for name, media in (("voice2fa.css", "text/css"), ("voice2fa.js", "text/javascript"), ("devphone.js", "text/javascript")):
+            self.static[name] = ((static / name).read_bytes(), media)
+
+    def html(self, template: str, *, status: int, language: str, headers: Mapping[str, str] | None = None, **context: Any) -> HTMLResponse:
+        def t(key: str, **values: object) -> str:
+            return translate(language, key, **values)
+
+        body = self.env.get_template(template).render(t=t, lang=language, **context)
+        response = HTMLResponse(body, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+        response.headers["content-language"] = language
+        return response
+
+    def message(
+        self,
+        *,
+        status: int,
+        language: str,
+        prefix: str,
+        error: str,
+        text: str,
+        link: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        return self.html(
+            "voice2fa/message.html", status=status, language=language, headers=headers,
+            prefix=prefix, error=error, text=text, link=link,
+        )
+
+
+def json_response(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(dict(body), status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+def text_response(status: int, text: str, media_type: str = "text/plain") -> Response:
+    return Response(text, status_code=status, media_type=media_type, headers={"cache-control": "no-store"})
+
+
+def script_json(value: Any) -> str:
+    """JSON safe to place inside an HTML attribute or script element."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

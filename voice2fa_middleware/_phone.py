@@ -1,0 +1,67 @@
+"""Phone numbers: parsed and normalised with ``phonenumbers`` (libphonenumber), then checked
+against the countries and number types the deployment is willing to pay for (S9)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+# Types a verification call may go to. Premium-rate, shared-cost, UAN, pager, personal
+# (forwarding) and unknown numbers are refused: they are where toll fraud pays out.
+ALLOWED_TYPES = frozenset(
+    {
+        PhoneNumberType.FIXED_LINE,
+        PhoneNumberType.MOBILE,
+        PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        PhoneNumberType.VOIP,
+    }
+)
+
+
+@dataclass(frozen=True)
+class PhoneCheck:
+    e164: str | None
+    reason: str | None  # None when the number may be called
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def region_of(number: str | None) -> str | None:
+    """The ISO region of an E.164 number (``"+12025550143"`` -> ``"US"``), or ``None``."""
+    if not number:
+        return None
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def check_phone(raw: object, allowed_regions: Iterable[str] | None) -> PhoneCheck:
+    """Parse ``raw`` (E.164 expected) and decide whether a call may go to it."""
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > 32:
+        return PhoneCheck(None, "invalid")
+    try:
+        parsed = phonenumbers.parse(raw.strip(), None)
+    except phonenumbers.NumberParseException:
+        return PhoneCheck(None, "invalid")
+    if not phonenumbers.is_valid_number(parsed):
+        return PhoneCheck(None, "invalid")
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if phonenumbers.number_type(parsed) not in ALLOWED_TYPES:
+        return PhoneCheck(e164, "number_type")
+    if allowed_regions is not None:
+        regions = {r.upper() for r in allowed_regions}
+        region = phonenumbers.region_code_for_number(parsed)
+        if region not in regions:
+            return PhoneCheck(e164, "country")
+    return PhoneCheck(e164, None)
+
+
+def mask(e164: str) -> str:
+    """``+12025550143`` -> ``•••• 0143``: enough for the user to recognise their phone."""
+    return "•••• " + e164[-4:] if len(e164) >= 4 else "••••"

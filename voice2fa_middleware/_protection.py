@@ -1,0 +1,173 @@
+"""Marking routes as 2FA-required: path patterns, a decorator, a FastAPI dependency.
+
+All three ask the same question of the middleware's per-request handle
+(``scope["voice2fa"]``): is this user verified, recently enough? If not, they answer with
+the middleware's challenge (a 303 to the verify page, or a 401 JSON for API clients).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from fnmatch import translate
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+if TYPE_CHECKING:
+    from ._middleware import Voice2FAHandle
+
+
+class Identity(NamedTuple):
+    """Who is signed in, as the app's ``identify`` callable tells it.
+
+    ``version`` is any string the app changes to revoke what was verified before, for
+    example when the password or the phone number changes.
+    """
+
+    user_id: str
+    phone: str
+    version: str = ""
+
+
+IdentifyResult = Identity | tuple[str, str] | tuple[str, str, str] | None
+Identify = Callable[[HTTPConnection], IdentifyResult | Awaitable[IdentifyResult]]
+
+
+@dataclass(frozen=True)
+class ProtectedPath:
+    """A path pattern that requires a second factor.
+
+    ``"/account"`` protects ``/account`` and everything below it; shell wildcards
+    (``"/admin/*/edit"``) match with ``fnmatch`` rules. ``fresh_within`` (seconds) asks for a
+    verification no older than that (step-up, e.g. 300 for a payments page).
+    """
+
+    pattern: str
+    fresh_within: int | None = None
+
+
+class PathRules:
+    """Compiled patterns: one regex per freshness, so a miss costs a single match."""
+
+    def __init__(self, rules: Iterable[str | ProtectedPath]) -> None:
+        self.rules = [r if isinstance(r, ProtectedPath) else ProtectedPath(r) for r in rules]
+        for rule in self.rules:
+            if not rule.pattern.startswith("/"):
+                raise ValueError(f"protected path patterns start with '/': {rule.pattern!r}")
+        parts = [self._regex(r.pattern) for r in self.rules]
+        self._any = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
+        self._each = [(re.compile(p), r) for p, r in zip(parts, self.rules)]
+
+    @staticmethod
+    def _regex(pattern: str) -> str:
+        if any(c in pattern for c in "*?["):
+            return translate(pattern).replace(r"\Z", "$")
+        base = re.escape(pattern.rstrip("/") or "/")
+        return base + "$" if base == "/" else base + "(?:/.*)?$"
+
+    def match(self, path: str) -> ProtectedPath | None:
+        """The strictest rule matching ``path`` (smallest ``fresh_within``), or ``None``."""
+        if self._any is None or self._any.match(path) is None:
+            return None
+        found = [r for regex, r in self._each if regex.match(path)]
+        found.sort(key=lambda r: r.fresh_within if r.fresh_within is not None else float("inf"))
+        return found[0]
+
+
+class VerificationRequired(Exception):
+    """Raised by the FastAPI dependency when the user must verify; the middleware turns
+    it into the challenge response it carries."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("voice 2FA required")
+        self.response = response
+
+
+def get_handle(conn: HTTPConnection) -> Voice2FAHandle:
+    handle = conn.scope.get("voice2fa")
+    if handle is None:
+        raise RuntimeError(
+            "voice2fa: no Voice2FAMiddleware in front of this route; "
+            "add it with app.add_middleware(Voice2FAMiddleware, ...)"
+        )
+    return handle  # type: ignore[no-any-return]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def require_voice_2fa(func: F | None = None, *, fresh_within: int | None = None) -> Any:
+    """Decorate a Starlette endpoint (sync or async, HTTP or websocket) to require a second
+    factor, optionally no older than ``fresh_within`` seconds.
+
+    ``@require_voice_2fa`` and ``@require_voice_2fa(fresh_within=300)`` both work.
+    """
+
+    def decorate(endpoint: F) -> F:
+        sig = inspect.signature(endpoint)
+        for index, param in enumerate(sig.parameters.values()):
+            if param.name in ("request", "websocket"):
+                kind = param.name
+                break
+        else:
+            raise TypeError(f'require_voice_2fa: {endpoint.__qualname__} has no "request" or "websocket" argument')
+
+        def conn_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnection:
+            conn = kwargs.get(kind, args[index] if index < len(args) else None)
+            assert isinstance(conn, HTTPConnection)
+            return conn
+
+        if kind == "websocket":
+
+            @functools.wraps(endpoint)
+            async def ws_wrapper(*args: Any, **kwargs: Any) -> None:
+                ws = conn_of(args, kwargs)
+                assert isinstance(ws, WebSocket)
+                if not await get_handle(ws).is_verified(fresh_within):
+                    await ws.close(code=1008)
+                    return
+                await endpoint(*args, **kwargs)
+
+            return ws_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(endpoint)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            request = conn_of(args, kwargs)
+            assert isinstance(request, Request)
+            denied = await get_handle(request).require(fresh_within)
+            if denied is not None:
+                return denied
+            if inspect.iscoroutinefunction(endpoint):
+                return await endpoint(*args, **kwargs)
+            return await run_in_threadpool(endpoint, *args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(func) if func is not None else decorate
+
+
+class VoiceTwoFactor:
+    """A FastAPI dependency: ``Depends(VoiceTwoFactor())`` or
+    ``Depends(VoiceTwoFactor(fresh_within=300))``.
+
+    Returns the verified ``Identity``, or ``None`` for an anonymous request (signing in
+    is the app's job); raises ``VerificationRequired`` (answered by the middleware with
+    the challenge) when the signed-in user has not verified recently enough.
+    """
+
+    def __init__(self, *, fresh_within: int | None = None) -> None:
+        self.fresh_within = fresh_within
+
+    async def __call__(self, request: Request) -> Identity | None:
+        handle = get_handle(request)
+        denied = await handle.require(self.fresh_within)
+        if denied is not None:
+            raise VerificationRequired(denied)
+        return await handle.identity()

@@ -1,0 +1,239 @@
+"""Every knob of the middleware, in one place, with safe defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.config import Config
+
+from ._errors import ConfigurationError
+
+logger = logging.getLogger("voice2fa")
+
+_ENV_NAMES: dict[str, str] = {
+    "signalwire_space": "SIGNALWIRE_SPACE",
+    "signalwire_project": "SIGNALWIRE_PROJECT",
+    "signalwire_token": "SIGNALWIRE_TOKEN",
+    "from_number": "SIGNALWIRE_NUMBER",
+    "signing_key": "SIGNALWIRE_SIGNING_KEY",
+    "public_url": "VOICE2FA_PUBLIC_URL",
+    "secret_key": "VOICE2FA_SECRET_KEY",
+    "redis_url": "VOICE2FA_REDIS_URL",
+}
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Voice2FASettings:
+    """Settings of :class:`Voice2FAMiddleware`. Build with keywords or :meth:`from_env`.
+
+    Times are in seconds. Limits named ``..._per_hour`` count calls in a fixed one-hour
+    window kept in the store, so they hold across workers and hosts.
+    """
+
+    # Secrets and provider
+    secret_key: str | Sequence[str] | None = None
+    """Signs cookies and keys code hashes. Several keys (newest first) rotate them."""
+    signalwire_space: str | None = None
+    """``example.signalwire.com`` (https), or a full URL such as ``http://127.0.0.1:8099``."""
+    signalwire_project: str | None = None
+    signalwire_token: str | None = None
+    from_number: str | None = None
+    """The caller id (E.164) the calls come from."""
+    signing_key: str | None = None
+    """Key of the webhook signatures; falls back to ``signalwire_token``."""
+    public_url: str | None = None
+    """Base URL the provider reaches the app at (``https://app.example.com``)."""
+    redis_url: str | None = None
+
+    # Routes and cookies
+    prefix: str = "/voice2fa"
+    cookie_secure: bool | None = None
+    """``None``: Secure (and the ``__Host-`` prefix) when the request or public URL is https."""
+    verified_max_age: int = 12 * 3600
+    trusted_proxies: Sequence[str] = ()
+    """Addresses or networks whose ``X-Forwarded-For`` is believed."""
+
+    # Codes and attempts (S1-S4)
+    code_digits: int = 6
+    code_ttl: int = 300
+    max_attempts: int = 5
+    lockout_failures: int = 10
+    """Wrong codes per user in ``lockout_window`` before the user is locked out."""
+    lockout_window: int = 3600
+
+    # Calls (S8, S9)
+    resend_cooldown: int = 30
+    max_calls_per_challenge: int = 3
+    calls_per_phone_per_hour: int = 5
+    calls_per_user_per_hour: int = 5
+    calls_per_client_per_hour: int = 10
+    calls_per_hour: int = 1000
+    """Global budget of calls per hour for the whole deployment."""
+    allowed_countries: Sequence[str] | None = None
+    """ISO region codes; ``None``: the country of ``from_number`` (any, without one)."""
+    call_timeout: float = 10.0
+
+    # Speech
+    voicemail_guard: bool = True
+    """Ask for a key press before the code is spoken, so voicemail never records it."""
+    voice: str | None = "woman"
+    app_name: str = ""
+    default_language: str = "en"
+
+    # Robustness
+    store_timeout: float = 2.0
+    max_body_size: int = 16 * 1024
+    memory_max_challenges: int = 100_000
+    dev_pages: bool | None = None
+    """Serve the console caller's dev phone page; ``None``: only with the console caller."""
+
+    # Derived, filled in by __post_init__
+    secret_keys: tuple[str, ...] = field(init=False, repr=False)
+    ephemeral_secret: bool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        keys = self.secret_key
+        ephemeral = False
+        if keys is None or keys == "" or (not isinstance(keys, str) and not list(keys)):
+            keys = (secrets.token_urlsafe(32),)
+            ephemeral = True
+        elif isinstance(keys, str):
+            keys = tuple(k.strip() for k in keys.split(",") if k.strip())
+        else:
+            keys = tuple(keys)
+        object.__setattr__(self, "secret_keys", keys)
+        object.__setattr__(self, "ephemeral_secret", ephemeral)
+        self._validate()
+
+    # -- derived values ------------------------------------------------------------------
+
+    @property
+    def uses_signalwire(self) -> bool:
+        return bool(self.signalwire_space and self.signalwire_project and self.signalwire_token)
+
+    @property
+    def webhook_key(self) -> str:
+        """The key webhook signatures are checked with."""
+        if self.signing_key:
+            return self.signing_key
+        if self.signalwire_token:
+            return self.signalwire_token
+        # Console mode: the console caller signs with the same derived key.
+        return "console:" + self.secret_keys[0]
+
+    @property
+    def space_url(self) -> str | None:
+        if not self.signalwire_space:
+            return None
+        space = self.signalwire_space.rstrip("/")
+        return space if "://" in space else f"https://{space}"
+
+    @property
+    def is_local(self) -> bool:
+        """True when every URL in play is loopback: a laptop or a test."""
+        hosts = [urlsplit(u).hostname for u in (self.public_url, self.space_url) if u]
+        return all(is_loopback_host(h) for h in hosts)
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        env_file: str | Path | None = ".env",
+        **overrides: Any,
+    ) -> Voice2FASettings:
+        """Settings from the environment (and a ``.env`` file when present); keywords win."""
+        env_path = env_file if env_file is not None and Path(env_file).is_file() else None
+        config = Config(env_path, environ=os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for name, env_name in _ENV_NAMES.items():
+            value = config(env_name, default=None)
+            if value:
+                values[name] = value
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Voice2FASettings:
+        return dataclasses.replace(self, **changes)
+
+    # -- validation --------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        problems: list[str] = []
+        if not 6 <= self.code_digits <= 10:
+            problems.append("code_digits must be between 6 and 10")
+        if not 30 <= self.code_ttl <= 600:
+            problems.append("code_ttl must be between 30 and 600 seconds (ASVS 2.7.2)")
+        if not 1 <= self.max_attempts <= 10:
+            problems.append("max_attempts must be between 1 and 10")
+        if not 1 <= self.lockout_failures < 100:
+            problems.append("lockout_failures must be between 1 and 99 (NIST 800-63B 5.2.2)")
+        if not self.prefix.startswith("/") or self.prefix.endswith("/") or len(self.prefix) < 2:
+            problems.append("prefix must start with '/' and not end with '/'")
+        if self.max_calls_per_challenge < 1 or self.resend_cooldown < 0:
+            problems.append("max_calls_per_challenge must be >= 1 and resend_cooldown >= 0")
+        provider = [self.signalwire_space, self.signalwire_project, self.signalwire_token]
+        if any(provider) and not all(provider):
+            problems.append(
+                "SIGNALWIRE_SPACE, SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN go together: "
+                "set all three, or none for the console caller"
+            )
+        if self.uses_signalwire and not self.from_number:
+            problems.append("SIGNALWIRE_NUMBER (the caller id, E.164) is required with SignalWire")
+        for name, url in (("VOICE2FA_PUBLIC_URL", self.public_url), ("SIGNALWIRE_SPACE", self.space_url)):
+            if not url:
+                continue
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problems.append(f"{name} must be an http(s) URL or a host name, not {url!r}")
+            elif parts.scheme == "http" and not is_loopback_host(parts.hostname):
+                problems.append(
+                    f"{name} uses http:// for a host that is not loopback ({parts.hostname}); "
+                    "use https:// (http is accepted only for local test doubles)"
+                )
+            elif name == "VOICE2FA_PUBLIC_URL" and (parts.query or parts.fragment):
+                problems.append("VOICE2FA_PUBLIC_URL must not carry a query or fragment")
+        if not self.is_local:
+            if self.ephemeral_secret:
+                problems.append(
+                    "VOICE2FA_SECRET_KEY is required outside loopback: cookies would not survive "
+                    "a restart or be shared by workers"
+                )
+            elif any(len(k) < 16 for k in self.secret_keys):
+                problems.append("VOICE2FA_SECRET_KEY must be at least 16 characters")
+            if self.uses_signalwire and not self.public_url:
+                problems.append(
+                    "VOICE2FA_PUBLIC_URL is required with SignalWire: the URL (or tunnel) "
+                    "SignalWire fetches the call script from"
+                )
+        for net in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                problems.append(f"trusted_proxies: {net!r} is not an address or network")
+        if problems:
+            raise ConfigurationError("voice2fa: unsafe or incomplete settings:\n- " + "\n- ".join(problems))

@@ -1,0 +1,293 @@
+"""Test your protected routes without a phone.
+
+- ``SignalWireDouble``: a real HTTP server that acts as SignalWire's Compatibility API. It
+  takes Create Call (checking HTTP Basic auth and the form), answers ``201`` with a call
+  ``sid``, then, as the carrier does, POSTs to the ``Url`` with signed call parameters,
+  presses a key at each ``<Gather>``, records what ``<Say>`` says, and posts status callbacks.
+- ``LiveServer``: runs any ASGI app under uvicorn on a free loopback port, in a thread.
+- pytest fixtures ``signalwire_double`` and ``live_server_factory``: add
+  ``pytest_plugins = ["voice2fa_middleware.testing"]`` to your ``conftest.py``.
+
+Example::
+
+    def test_account_needs_voice_2fa(signalwire_double, live_server_factory, monkeypatch):
+        for name, value in signalwire_double.env(public_url="http://127.0.0.1:8765").items(): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from ._carrier import SimulatedCall, simulate_call
+
+__all__ = ["LiveServer", "SignalWireDouble", "SimulatedCall", "live_server_factory", "signalwire_double"]
+
+
+def _free_socket(host: str = "127.0.0.1") -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+class LiveServer:
+    """Runs ``app`` under a real uvicorn server on loopback, in a background thread.
+
+    Use as a context manager; ``url`` is ``http://127.0.0.1:PORT``. Pass ``port`` to choose
+    it (for URLs that must be known before the app is built).
+    """
+
+    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+        self.app = app
+        self.host = host
+        self._sock = _free_socket(host) if port == 0 else None
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind((host, port))
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        config = uvicorn.Config(app, log_level=log_level, lifespan="auto", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> LiveServer:
+        def run() -> None:
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            assert self._sock is not None
+            self.loop.run_until_complete(self._server.serve(sockets=[self._sock]))
+
+        self._thread = threading.Thread(target=run, name=f"uvicorn:{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server on {self.url} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._sock is not None:
+            self._sock.close()
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def port_for_later(host: str = "127.0.0.1") -> int:
+    """A free loopback port number, for a server whose URL must be known in advance."""
+    with _free_socket(host) as sock:
+        return int(sock.getsockname()[1])
+
+
+class SignalWireDouble:
+    """SignalWire's Compatibility API and carrier, as a real HTTP server on loopback.
+
+    ``outcome`` is how the next calls end: ``"completed"`` (answered; the LaML is fetched),
+    or ``"busy"``, ``"no-answer"``, ``"failed"``. ``presses`` are the keys pressed at each
+    ``<Gather>`` in turn. ``create_delay`` makes Create Call slow to answer.
+    """
+
+    def __init__(
+        self,
+        *,
+        project: str = "a0b1c2d3-0000-4000-8000-00000000test",
+        token: str = "PTtest-token",
+        signing_key: str | None = "PSKtest-signing-key",
+        from_number: str = "+12025550100",
+        outcome: str = "completed",
+        presses: Sequence[str] = ("1",),
+        create_delay: float = 0.0,
+    ) -> None:
+        self.project = project
+        self.token = token
+        self.signing_key = signing_key
+        self.from_number = from_number
+        self.outcome = outcome
+        self.presses = tuple(presses)
+        self.create_delay = create_delay
+        self.calls: list[SimulatedCall] = []
+        self.create_requests: list[list[tuple[str, str]]] = []
+        self.rejected: list[int] = []
+        self._failures: list[tuple[int, str]] = []
+        self._changed = threading.Condition()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._client: httpx.AsyncClient | None = None
+        path = "/api/laml/2010-04-01/Accounts/{project}/Calls.json"
+        self.app = Starlette(routes=[Route(path, self._create_call, methods=["POST"])])
+        self._server = LiveServer(self.app)
+        self.url = self._server.url
+
+    # -- control ----------------------------------------------------------------------------
+
+    def env(self, *, public_url: str | None = None) -> dict[str, str]:
+        """The environment variables that point an app at this double."""
+        env = {
+            "SIGNALWIRE_SPACE": self.url,
+            "SIGNALWIRE_PROJECT": self.project,
+            "SIGNALWIRE_TOKEN": self.token,
+            "SIGNALWIRE_NUMBER": self.from_number,
+        }
+        if self.signing_key:
+            env["SIGNALWIRE_SIGNING_KEY"] = self.signing_key
+        if public_url:
+            env["VOICE2FA_PUBLIC_URL"] = public_url
+        return env
+
+    def fail_next(self, status: int = 500, *, shape: str = "code", times: int = 1) -> None:
+        """Answer the next ``times`` Create Call requests with an error of ``shape``
+        (``"code"``: ``{code, message, status}``; ``"errors"``: ``{errors: [...]}``)."""
+        self._failures.extend([(status, shape)] * times)
+
+    def wait_for_calls(self, count: int, timeout: float = 10.0) -> list[SimulatedCall]:
+        """Block until ``count`` calls have ended (answered or not); return them all."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while sum(1 for c in self.calls if c.done) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"expected {count} finished calls, have {len(self.calls)}")
+                self._changed.wait(left)
+        return list(self.calls)
+
+    def wait_for_code(self, timeout: float = 10.0) -> str:
+        """The code spoken in the latest call, once it has ended."""
+        calls = self.wait_for_calls(len(self.calls) or 1, timeout)
+        code = calls[-1].code()
+        if code is None:
+            raise AssertionError(f"no code was spoken; the call said {calls[-1].says!r} ({calls[-1].error})")
+        return code
+
+    def start(self) -> SignalWireDouble:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> SignalWireDouble:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the API ------------------------------------------------------------------------------
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(value).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return user == self.project and password == self.token
+
+    async def _create_call(self, request: Request) -> JSONResponse:
+        if request.path_params["project"] != self.project or not self._authorized(request):
+            self.rejected.append(401)
+            return JSONResponse({"code": "20003", "message": "Authentication Error", "status": 401}, status_code=401)
+        form = await request.form()
+        fields = [(k, str(v)) for k, v in form.multi_items()]
+        self.create_requests.append(fields)
+        if self.create_delay:
+            await asyncio.sleep(self.create_delay)
+        if self._failures:
+            status, shape = self._failures.pop(0)
+            self.rejected.append(status)
+            if shape == "errors":
+                return JSONResponse({"errors": [{"code": "CALL_CREATE_FAILED", "detail": "Call failed"}]}, status_code=status)
+            return JSONResponse({"code": "21210", "message": "Call failed", "status": status}, status_code=status)
+        missing = [name for name in ("From", "To", "Url") if not form.get(name)]
+        if missing:
+            self.rejected.append(400)
+            return JSONResponse(
+                {"code": "21205", "message": f"Missing parameter(s): {', '.join(missing)}", "status": 400},
+                status_code=400,
+            )
+        sid = str(uuid.uuid4())
+        call = SimulatedCall(
+            sid=sid, to=str(form["To"]), from_=str(form["From"]), url=str(form["Url"]),
+            status_callback=str(form.get("StatusCallback") or "") or None, account_sid=self.project,
+        )
+        with self._changed:
+            self.calls.append(call)
+        task = asyncio.get_running_loop().create_task(self._carry(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        body = {
+            "sid": sid, "account_sid": self.project, "to": call.to, "from": call.from_,
+            "status": "queued", "direction": "outbound-api", "api_version": "2010-04-01",
+        }
+        return JSONResponse(body, status_code=201)
+
+    async def _carry(self, call: SimulatedCall) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=10.0)
+        await simulate_call(
+            self._client, call, signing_key=self.signing_key or self.token,
+            outcome=self.outcome, presses=self.presses,
+        )
+        with self._changed:
+            self._changed.notify_all()
+
+
+# -- pytest fixtures ---------------------------------------------------------------------------
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - pytest is only needed for the fixtures
+    pass
+else:
+
+    @pytest.fixture
+    def signalwire_double() -> Iterator[SignalWireDouble]:
+        """A running ``SignalWireDouble``."""
+        with SignalWireDouble() as double:
+            yield double
+
+    @pytest.fixture
+    def live_server_factory() -> Iterator[Any]:
+        """``start(app) -> LiveServer``; every server started is stopped after the test."""
+        servers: list[LiveServer] = []
+
+        def start(app: ASGIApp, *, port: int = 0) -> LiveServer:
+            server = LiveServer(app, port=port).start()
+            servers.append(server)
+            return server
+
+        yield start
+        for server in servers:
+            server.stop()
+
+
+@contextmanager
+def running(app: ASGIApp, *, port: int = 0) -> Iterator[LiveServer]:
+    """``with running(app) as server: httpx.get(server.url + "/")``."""
+    with LiveServer(app, port=port) as server:
+        yield server
