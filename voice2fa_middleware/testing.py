@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -68,13 +68,24 @@ class LiveServer:
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
 
     def start(self) -> LiveServer:
         def run() -> None:
-            self.loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self.loop)
+            self.loop = loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
             assert self._sock is not None
-            self.loop.run_until_complete(self._server.serve(sockets=[self._sock]))
+            try:
+                loop.run_until_complete(self._server.serve(sockets=[self._sock]))
+            finally:
+                for hook in self.on_stop:
+                    loop.run_until_complete(hook())
+                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
 
         self._thread = threading.Thread(target=run, name=f"uvicorn:{self.port}", daemon=True)
         self._thread.start()
@@ -141,7 +152,16 @@ class SignalWireDouble:
         path = "/api/laml/2010-04-01/Accounts/{project}/Calls.json"
         self.app = Starlette(routes=[Route(path, self._create_call, methods=["POST"])])
         self._server = LiveServer(self.app)
+        self._server.on_stop.append(self._aclose)
         self.url = self._server.url
+
+    async def _aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     # -- control ----------------------------------------------------------------------------
 

@@ -1,0 +1,295 @@
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from voice2fa_middleware import (
+    AuditEvent,
+    MemoryStore,
+    ProtectedPath,
+    Store,
+    Voice2FAMiddleware,
+    Voice2FASettings,
+    require_voice_2fa,
+)
+from voice2fa_middleware.testing import LiveServer, SignalWireDouble, port_for_later
+from voice2fa_middleware.testing import live_server_factory, signalwire_double  # noqa: F401  (the shipped fixtures)
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "test-secret-key-0123456789abcdef"
+
+PHONES = {
+    "alice": "+12025550143",
+    "bob": "+12025550144",
+    "carol": "+12025550145",
+    "premium": "+19005551234",
+    "foreign": "+33612345678",
+    "bogus": "+1555123",
+}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+# -- redis-server, started by the tests ------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tempfile.mkdtemp(prefix="voice2fa-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--daemonize", "no", "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required in CI (apt-get install redis-server)")
+        pytest.skip("redis-server not found: install it (Debian/Ubuntu: apt-get install redis-server) to run the Redis tests")
+    server = RedisServer(binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+def make_store(kind: str, request: pytest.FixtureRequest, clock: Callable[[], float] = time.time) -> Store:
+    if kind == "memory":
+        return MemoryStore(clock=clock)
+    from voice2fa_middleware import RedisStore
+
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return RedisStore(server.url, key_prefix=f"t{uuid.uuid4().hex[:8]}:")  # type: ignore[no-any-return]
+
+
+# -- an app under test, on a real uvicorn server -------------------------------------------------
+
+
+@dataclass
+class Harness:
+    """A protected app on loopback, wired to a SignalWire double."""
+
+    server: LiveServer
+    double: SignalWireDouble
+    middleware_kwargs: dict[str, Any]
+    events: list[AuditEvent] = field(default_factory=list)
+    clock: FakeClock = field(default_factory=FakeClock)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def client(self, user: str | None = "alice", **kwargs: Any) -> httpx.Client:
+        cookies = {"test_user": user} if user else {}
+        return httpx.Client(base_url=self.url, cookies=cookies, timeout=20, **kwargs)
+
+    def challenge(self, client: httpx.Client, path: str = "/account") -> tuple[str, str]:
+        """Open a protected page, follow to the verify page; returns (csrf token, spoken code)."""
+        before = len(self.double.calls)
+        r = client.get(path)
+        assert r.status_code == 303, r.text
+        assert r.headers["location"].startswith("/voice2fa/verify?next=")
+        page = client.get(r.headers["location"])
+        assert page.status_code == 200, page.text
+        self.double.wait_for_calls(before + 1)
+        code = self.double.calls[-1].code()
+        assert code is not None
+        return csrf_of(page.text), code
+
+    def verify(self, client: httpx.Client, code: str, csrf: str, next_url: str = "/account", **extra: str) -> httpx.Response:
+        return client.post("/voice2fa/verify", data={"code": code, "csrf_token": csrf, "next": next_url, **extra})
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+async def identify(conn: HTTPConnection) -> tuple[str, str] | None:
+    user = conn.cookies.get("test_user")
+    return (user, PHONES[user]) if user in PHONES else None
+
+
+async def account(request: Request) -> Response:
+    return PlainTextResponse("account: secret page")
+
+
+async def public(request: Request) -> Response:
+    return PlainTextResponse("public page")
+
+
+async def pay(request: Request) -> Response:
+    return PlainTextResponse("payments: step-up page")
+
+
+@require_voice_2fa
+async def decorated(request: Request) -> Response:
+    return PlainTextResponse("decorated: secret page")
+
+
+@require_voice_2fa
+def decorated_sync(request: Request) -> Response:
+    return PlainTextResponse("decorated sync: secret page")
+
+
+async def ws_endpoint(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("ws: secret")
+    await websocket.close()
+
+
+def build_app(**middleware_kwargs: Any) -> Starlette:
+    routes = [
+        Route("/", public),
+        Route("/account", account),
+        Route("/account/{rest:path}", account),
+        Route("/pay", pay),
+        Route("/decorated", decorated),
+        Route("/decorated-sync", decorated_sync),
+        WebSocketRoute("/ws/secret", ws_endpoint),
+    ]
+    app = Starlette(routes=routes)
+    app.add_middleware(Voice2FAMiddleware, **middleware_kwargs)
+    return app
+
+
+@pytest.fixture
+def harness_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Harness]]:
+    started: list[tuple[LiveServer, SignalWireDouble]] = []
+
+    def make(*, store: str | Store = "memory", double: SignalWireDouble | None = None, **settings: Any) -> Harness:
+        double = double or SignalWireDouble().start()
+        port = port_for_later()
+        clock = FakeClock()
+        events: list[AuditEvent] = []
+        env = double.env(public_url=f"http://127.0.0.1:{port}")
+        config = Voice2FASettings.from_env(env, env_file=None, secret_key=SECRET, **settings)
+        the_store = make_store(store, request, clock) if isinstance(store, str) else store
+        kwargs: dict[str, Any] = dict(
+            identify=identify,
+            protect=["/account", ProtectedPath("/pay", fresh_within=60)],
+            settings=config,
+            store=the_store,
+            on_event=events.append,
+            clock=clock,
+        )
+        server = LiveServer(build_app(**kwargs), port=port).start()
+        started.append((server, double))
+        return Harness(server=server, double=double, middleware_kwargs=kwargs, events=events, clock=clock)
+
+    yield make
+    for server, double in started:
+        server.stop()
+        double.stop()
+
+
+@pytest.fixture
+def harness(harness_factory: Callable[..., Harness]) -> Harness:
+    return harness_factory()
+
+
+# -- the examples, run by uvicorn as a user would ---------------------------------------------
+
+
+class UvicornProcess:
+    def __init__(self, target: str, env: dict[str, str], port: int, workers: int = 1) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        if workers > 1:
+            cmd += ["--workers", str(workers)]
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("uvicorn exited:\n" + self.output())
+            try:
+                if httpx.get(self.url + "/", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("uvicorn did not answer:\n" + self.output())
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.fixture
+def uvicorn_factory() -> Iterator[Callable[..., UvicornProcess]]:
+    procs: list[UvicornProcess] = []
+
+    def start(target: str, env: dict[str, str], *, port: int | None = None, workers: int = 1) -> UvicornProcess:
+        proc = UvicornProcess(target, env, port or port_for_later(), workers)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
