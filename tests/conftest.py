@@ -214,7 +214,9 @@ def build_app(**middleware_kwargs: Any) -> Starlette:
 def harness_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Harness]]:
     started: list[tuple[LiveServer, SignalWireDouble]] = []
 
-    def make(*, store: str | Store = "memory", double: SignalWireDouble | None = None, **settings: Any) -> Harness:
+    def make(
+        *, store: str | Store = "memory", double: SignalWireDouble | None = None, caller: Any = None, **settings: Any
+    ) -> Harness:
         double = double or SignalWireDouble().start()
         port = port_for_later()
         clock = FakeClock()
@@ -230,6 +232,8 @@ def harness_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Ha
             on_event=events.append,
             clock=clock,
         )
+        if caller is not None:
+            kwargs["caller"] = caller
         server = LiveServer(build_app(**kwargs), port=port).start()
         started.append((server, double))
         return Harness(server=server, double=double, middleware_kwargs=kwargs, events=events, clock=clock)
@@ -243,6 +247,17 @@ def harness_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Ha
 @pytest.fixture
 def harness(harness_factory: Callable[..., Harness]) -> Harness:
     return harness_factory()
+
+
+class RecordingCaller:
+    """A caller that places nothing: the test plays the carrier by hand."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, str]] = []
+
+    async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str) -> str:
+        self.calls.append({"to": to, "from": from_, "url": laml_url, "status": status_url})
+        return f"CA-test-{len(self.calls)}"
 
 
 # -- the examples, run by uvicorn as a user would ---------------------------------------------

@@ -94,7 +94,7 @@ class Voice2FAHandle:
         at = await self.verified_at()
         if at is None:
             return False
-        return fresh_within is None or time.time() - at <= fresh_within
+        return fresh_within is None or self._mw.clock() - at <= fresh_within
 
     async def require(self, fresh_within: int | None = None) -> Response | None:
         """``None`` when the user may go on; else the response that asks for the factor.
