@@ -76,7 +76,7 @@ class Keyring:
     # -- signed payloads ---------------------------------------------------------------
 
     @staticmethod
-    def load(serializer: URLSafeTimedSerializer, token: str | None, max_age: float) -> Any:
+    def load(serializer: URLSafeTimedSerializer, token: str | None, max_age: int) -> Any:
         """The payload of a signed token, or ``None`` for a missing, bad or expired one."""
         if not token or len(token) > 4096:
             return None
@@ -87,7 +87,7 @@ class Keyring:
 
     @staticmethod
     def load_with_time(
-        serializer: URLSafeTimedSerializer, token: str | None, max_age: float
+        serializer: URLSafeTimedSerializer, token: str | None, max_age: int
     ) -> tuple[Any, float] | None:
         """Like :meth:`load`, with the time the token was signed (a Unix timestamp)."""
         if not token or len(token) > 4096:

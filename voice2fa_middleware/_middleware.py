@@ -48,6 +48,15 @@ class _BadRequest(Exception):
         self.error = error
 
 
+def route_path(scope: Scope) -> str:
+    """The path the app's router sees: ``scope["path"]`` without ``root_path``."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
 def safe_next(value: object) -> str | None:
     """``value`` when it is a path on this site, else ``None`` (S12).
 
@@ -202,7 +211,7 @@ class Voice2FAMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
+        path = route_path(scope)
         if scope["type"] == "http" and path.startswith(self.prefix) and (
             len(path) == len(self.prefix) or path[len(self.prefix)] == "/"
         ):
@@ -330,9 +339,16 @@ class Voice2FAMiddleware:
         await emit(self.on_event, AuditEvent(kind, user_id, client, self._now(), detail))
 
     def _base_url(self, conn: HTTPConnection) -> str:
+        """Where the provider reaches us: the public URL, else the address the server is
+        bound to (never the ``Host`` header, which the client chooses)."""
         if self.settings.public_url:
             return self.settings.public_url.rstrip("/")
-        return f"{conn.url.scheme}://{conn.url.netloc}"
+        server = conn.scope.get("server")
+        scheme = "https" if conn.scope.get("scheme") in ("https", "wss") else "http"
+        if not server or server[1] is None:
+            return f"{scheme}://127.0.0.1"
+        host = f"[{server[0]}]" if ":" in server[0] else server[0]
+        return f"{scheme}://{host}:{server[1]}"
 
     def _verify_url(self, next_url: str) -> str:
         return f"{self.prefix}/verify?" + urlencode({"next": next_url})
@@ -485,12 +501,14 @@ class Voice2FAMiddleware:
                     to=challenge.phone, from_=self.from_number,
                     laml_url=f"{base}/laml/{token}", status_url=f"{base}/status/{token}",
                 )
-        except (CallError, TimeoutError) as exc:
+        except Exception as exc:  # any failure of the caller: no call, a clear 502
             status = exc.status if isinstance(exc, CallError) else None
             logger.warning("voice2fa: the call could not be placed (status=%s)", status)
-            await self._store(self.store.update_call(challenge.id, nonce, status="failed", drop_code=True, reset_cooldown=True))
+            if not first:  # the code the user already heard keeps working
+                await self._store(self.store.rollback_call(challenge.id, nonce, challenge))
             await self._audit("call_failed", request, user_id, provider_status=status or 0)
-            return self._error(request, 502, "call_failed", link=self._pending_next(request) if not first else request.url.path)
+            link = safe_next(request.url.path) or "/" if first else self._pending_next(request)
+            return self._error(request, 502, "call_failed", link=link)
         await self._store(self.store.update_call(challenge.id, nonce, call_sid=str(sid)[:64]))
         await self._audit("call_placed", request, user_id, call_sid=str(sid)[:64])
         return None
@@ -502,7 +520,7 @@ class Voice2FAMiddleware:
     # -- the middleware's own endpoints -------------------------------------------------------
 
     async def _own_endpoint(self, request: Request) -> Response:
-        path = request.url.path
+        path = route_path(request.scope)
         try:
             endpoint = self._routes.get(path)
             if endpoint is not None:
@@ -525,8 +543,11 @@ class Voice2FAMiddleware:
     async def _read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_size
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            raise _BadRequest(413 if declared.isdigit() else 400, "too_large" if declared.isdigit() else "bad_request")
+        if declared is not None:
+            if not (declared.isascii() and declared.isdigit()):
+                raise _BadRequest(400, "bad_request")
+            if int(declared) > limit:
+                raise _BadRequest(413, "too_large")
         chunks = bytearray()
         async for chunk in request.stream():
             chunks += chunk
@@ -542,11 +563,11 @@ class Voice2FAMiddleware:
             if ctype == "application/json":
                 data = json.loads(text) if text else {}
                 if not isinstance(data, dict):
-                    raise ValueError
+                    raise ValueError("a JSON object is expected")
                 return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
             if ctype in ("application/x-www-form-urlencoded", ""):
                 return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=50, strict_parsing=False))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise _BadRequest(400, "bad_request") from None
         raise _BadRequest(415, "bad_request")
 
@@ -614,7 +635,7 @@ class Voice2FAMiddleware:
         if ch is None or ch.user_tag != user_tag:
             return self._invalid(request, 0, language, None, None, next_url)
         if ch.code_mac and self.keys.code_matches(ch.id, code, ch.code_mac):
-            if await self._store(self.store.consume(ch.id)):
+            if await self._store(self.store.consume(ch.id, ch.code_mac)):
                 return await self._verified(request, identity, next_url, form)
             return self._invalid(request, 0, language, None, None, next_url)
         count, _left = await self._store(self.store.hit("fail:" + user_tag, self.settings.lockout_window, now))
@@ -742,8 +763,13 @@ class Voice2FAMiddleware:
     # -- dev phone (console caller only) -------------------------------------------------------
 
     def _dev_allowed(self, request: Request) -> bool:
-        return self.dev_pages and isinstance(self.caller, ConsoleCaller) and is_loopback_host(
-            request.client.host if request.client else None
+        """The dev phone shows codes: loopback clients only, never through a proxy."""
+        proxied = any(h in request.headers for h in ("x-forwarded-for", "forwarded", "x-real-ip"))
+        return (
+            self.dev_pages
+            and not proxied
+            and isinstance(self.caller, ConsoleCaller)
+            and is_loopback_host(request.client.host if request.client else None)
         )
 
     async def _dev_phone_endpoint(self, request: Request) -> Response:

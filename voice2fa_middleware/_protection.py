@@ -62,15 +62,16 @@ class PathRules:
             if not rule.pattern.startswith("/"):
                 raise ValueError(f"protected path patterns start with '/': {rule.pattern!r}")
         parts = [self._regex(r.pattern) for r in self.rules]
-        self._any = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
-        self._each = [(re.compile(p), r) for p, r in zip(parts, self.rules)]
+        # DOTALL: a path parameter may hold a newline, which "." must match too.
+        self._any = re.compile("|".join(f"(?:{p})" for p in parts), re.S) if parts else None
+        self._each = [(re.compile(p, re.S), r) for p, r in zip(parts, self.rules)]
 
     @staticmethod
     def _regex(pattern: str) -> str:
         if any(c in pattern for c in "*?["):
-            return translate(pattern).replace(r"\Z", "$")
+            return translate(pattern)
         base = re.escape(pattern.rstrip("/") or "/")
-        return base + "$" if base == "/" else base + "(?:/.*)?$"
+        return base + r"\Z" if base == "/" else base + r"(?:/.*)?\Z"
 
     def match(self, path: str) -> ProtectedPath | None:
         """The strictest rule matching ``path`` (smallest ``fresh_within``), or ``None``."""

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import MissingExtraError, StoreError
-from ._store import Bucket, Challenge
+from ._store import ROLLBACK_FIELDS, Bucket, Challenge
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -51,6 +51,19 @@ if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'call_status', ARGV[3]) end
 if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'code', '') end
 if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'last_call_at', '0') end
 return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS[1] challenge; ARGV[1] the code MAC it must still hold. Compare-and-delete.
+_CONSUME = """
+if ARGV[1] == '' or redis.call('HGET', KEYS[1], 'code_mac') ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+# KEYS[1] challenge; ARGV[1] nonce, then field/value pairs to put back.
+_ROLLBACK = """
+if redis.call('HGET', KEYS[1], 'call_nonce') ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
 """
 
 # KEYS: counters; ARGV: limit, window (ms) pairs in KEYS order. All or nothing.
@@ -123,6 +136,8 @@ class RedisStore:
         self._begin_call = client.register_script(_BEGIN_CALL)
         self._update_call = client.register_script(_UPDATE_CALL)
         self._take = client.register_script(_TAKE)
+        self._consume = client.register_script(_CONSUME)
+        self._rollback = client.register_script(_ROLLBACK)
         self._hit = client.register_script(_HIT)
 
     def _ck(self, challenge_id: str) -> str:
@@ -142,7 +157,7 @@ class RedisStore:
     async def create(self, challenge: Challenge) -> None:
         key = self._ck(challenge.id)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(key, mapping=challenge.to_fields())
+        pipe.hset(key, mapping=dict(challenge.to_fields()))  # type: ignore[arg-type]
         pipe.pexpireat(key, int(challenge.expires_at * 1000))
         await self._run(pipe.execute())
 
@@ -156,8 +171,15 @@ class RedisStore:
         flat = await self._run(self._reserve(keys=[self._ck(challenge_id)], args=[max_attempts]))
         return Challenge.from_fields(_pairs(flat)) if flat else None
 
-    async def consume(self, challenge_id: str) -> bool:
-        return bool(await self._run(self._redis.delete(self._ck(challenge_id))))
+    async def consume(self, challenge_id: str, code_mac: str) -> bool:
+        return bool(await self._run(self._consume(keys=[self._ck(challenge_id)], args=[code_mac])))
+
+    async def rollback_call(self, challenge_id: str, call_nonce: str, previous: Challenge) -> None:
+        fields = previous.to_fields()
+        args = [call_nonce]
+        for name in ROLLBACK_FIELDS:
+            args += [name, fields[name]]
+        await self._run(self._rollback(keys=[self._ck(challenge_id)], args=args))
 
     async def begin_call(
         self,

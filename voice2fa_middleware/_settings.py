@@ -122,7 +122,10 @@ class Voice2FASettings:
         elif isinstance(keys, str):
             keys = tuple(k.strip() for k in keys.split(",") if k.strip())
         else:
-            keys = tuple(keys)
+            keys = tuple(k for k in keys if k)
+        if not keys:
+            keys = (secrets.token_urlsafe(32),)
+            ephemeral = True
         object.__setattr__(self, "secret_keys", keys)
         object.__setattr__(self, "ephemeral_secret", ephemeral)
         self._validate()
@@ -196,6 +199,9 @@ class Voice2FASettings:
             problems.append("prefix must start with '/' and not end with '/'")
         if self.max_calls_per_challenge < 1 or self.resend_cooldown < 0:
             problems.append("max_calls_per_challenge must be >= 1 and resend_cooldown >= 0")
+        for name in ("calls_per_phone_per_hour", "calls_per_user_per_hour", "calls_per_client_per_hour", "calls_per_hour"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
         provider = [self.signalwire_space, self.signalwire_project, self.signalwire_token]
         if any(provider) and not all(provider):
             problems.append(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from cachetools import TLRUCache
@@ -28,10 +28,10 @@ class Challenge:
     id: str
     user_tag: str
     phone: str
-    code_mac: str
+    code_mac: str = field(repr=False)
     expires_at: float
     created_at: float
-    code: str = ""
+    code: str = field(default="", repr=False)
     attempts: int = 0
     calls: int = 0
     last_call_at: float = 0.0
@@ -63,6 +63,9 @@ class Challenge:
         )
 
 
+ROLLBACK_FIELDS = ("code_mac", "code", "call_nonce", "calls", "last_call_at", "call_sid", "call_status")
+
+
 @dataclass(frozen=True)
 class Bucket:
     """A fixed-window counter: at most ``limit`` hits per ``window`` seconds under ``key``."""
@@ -89,8 +92,9 @@ class Store(Protocol):
         expired, or already used ``max_attempts`` attempts (then it is dead).
         """
 
-    async def consume(self, challenge_id: str) -> bool:
-        """Delete the challenge; ``True`` for exactly one caller."""
+    async def consume(self, challenge_id: str, code_mac: str) -> bool:
+        """Delete the challenge if it still holds ``code_mac``; ``True`` for exactly one
+        caller (a resend in between installs another code, and the old one loses)."""
 
     async def begin_call(
         self,
@@ -124,6 +128,10 @@ class Store(Protocol):
         ``call_sid`` is recorded only when none is recorded yet. Returns the updated
         challenge, or ``None`` when it is gone or the call is not its current one.
         """
+
+    async def rollback_call(self, challenge_id: str, call_nonce: str, previous: Challenge) -> None:
+        """Undo ``begin_call`` after the provider refused the call: if ``call_nonce`` is
+        still the current call, put back the code and call fields of ``previous``."""
 
     async def delete(self, challenge_id: str) -> None:
         """Forget a challenge."""
@@ -193,8 +201,20 @@ class MemoryStore:
         self._challenges[challenge_id] = updated
         return updated
 
-    async def consume(self, challenge_id: str) -> bool:
-        return self._challenges.pop(challenge_id, None) is not None
+    async def consume(self, challenge_id: str, code_mac: str) -> bool:
+        current = self._challenges.get(challenge_id)
+        if current is None or not code_mac or current.code_mac != code_mac:
+            return False
+        del self._challenges[challenge_id]
+        return True
+
+    async def rollback_call(self, challenge_id: str, call_nonce: str, previous: Challenge) -> None:
+        current = self._challenges.get(challenge_id)
+        if current is None or current.call_nonce != call_nonce:
+            return
+        self._challenges[challenge_id] = dataclasses.replace(
+            current, **{name: getattr(previous, name) for name in ROLLBACK_FIELDS}
+        )
 
     async def begin_call(
         self,
@@ -267,7 +287,7 @@ class MemoryStore:
         for b in buckets:
             count, reset_at = self._counter(b.key, now)
             if count >= b.limit:
-                wait = max(wait, reset_at - now)
+                wait = max(wait, reset_at - now if count else float(b.window))
         if wait > 0:
             return wait
         for b in buckets:

@@ -22,7 +22,8 @@ SIGNATURE_HEADERS = ("x-signalwire-signature", "x-twilio-signature")
 def compute_signature(key: str, url: str, params: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
     """The Compatibility API signature of a POST to ``url`` with form ``params``."""
     items = params.items() if isinstance(params, Mapping) else params
-    data = url + "".join(k + v for k, v in sorted(items))
+    # Sorted by key, then value; repeated identical pairs count once, as Twilio's validator.
+    data = url + "".join(k + v for k, v in sorted(set(items)))
     mac = hmac.new(key.encode(), data.encode("utf-8"), hashlib.sha1)
     return base64.b64encode(mac.digest()).decode()
 
@@ -35,13 +36,17 @@ def compute_body_signature(key: str, url: str, body: str) -> str:
 def url_variants(url: str) -> list[str]:
     """``url`` with its default port added and removed, as signers disagree on it."""
     parts = urlsplit(url)
+    try:
+        explicit_port = parts.port
+    except ValueError:
+        return [url]
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     userinfo = parts.netloc.rpartition("@")[0]
     prefix = userinfo + "@" if userinfo else ""
     default = 443 if parts.scheme == "https" else 80
-    port = parts.port or default
+    port = explicit_port or default
     without = parts._replace(netloc=prefix + host) if port == default else parts
     with_port = parts._replace(netloc=f"{prefix}{host}:{port}")
     variants = [url, urlunsplit(without), urlunsplit(with_port)]
