@@ -1,0 +1,308 @@
+"""Units: settings, LaML, languages, path rules, signatures, the HTTP client, public API."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import httpx
+import pytest
+import respx
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+import voice2fa_middleware
+from voice2fa_middleware import (
+    CallError,
+    ConfigurationError,
+    ProtectedPath,
+    SignalWireCaller,
+    Voice2FAMiddleware,
+    Voice2FASettings,
+    compute_signature,
+    is_valid_signature,
+    safe_next,
+)
+from voice2fa_middleware._i18n import negotiate
+from voice2fa_middleware._laml import LamlBuilder
+from voice2fa_middleware._phone import check_phone, mask
+from voice2fa_middleware._protection import PathRules
+
+from .conftest import SECRET
+
+
+def test_public_names_are_exactly_the_intended_ones() -> None:
+    assert sorted(voice2fa_middleware.__all__) == sorted(
+        [
+            "AuditEvent", "AuditHook", "Bucket", "CallError", "Caller", "Challenge", "ConfigurationError",
+            "ConsoleCaller", "Identity", "MemoryStore", "MissingExtraError", "ProtectedPath", "RedisStore",
+            "SignalWireCaller", "SignalWireSDKCaller", "Store", "StoreError", "StoreFullError",
+            "VerificationRequired", "Voice2FAError", "Voice2FAHandle", "Voice2FAMiddleware", "Voice2FASettings",
+            "VoiceTwoFactor", "compute_signature", "is_valid_signature", "require_voice_2fa", "safe_next",
+        ]
+    )
+    for name in voice2fa_middleware.__all__:
+        assert getattr(voice2fa_middleware, name) is not None
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+def test_settings_from_env_and_dotenv(tmp_path: pytest.TempPathFactory) -> None:
+    env_file = tmp_path / ".env"  # type: ignore[operator]
+    env_file.write_text("SIGNALWIRE_SPACE=example.signalwire.com\nSIGNALWIRE_PROJECT=p\nSIGNALWIRE_TOKEN=t\n")
+    s = Voice2FASettings.from_env(
+        {"SIGNALWIRE_NUMBER": "+12025550100", "VOICE2FA_PUBLIC_URL": "https://app.example.com", "VOICE2FA_SECRET_KEY": SECRET},
+        env_file=env_file,
+    )
+    assert s.uses_signalwire and s.space_url == "https://example.signalwire.com"
+    assert s.webhook_key == "t"  # falls back to the API token
+    assert s.replace(signing_key="psk").webhook_key == "psk"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"public_url": "http://app.example.com", "secret_key": SECRET}, "http://"),
+        ({"public_url": "https://app.example.com"}, "VOICE2FA_SECRET_KEY is required"),
+        ({"public_url": "https://app.example.com", "secret_key": "short"}, "at least 16"),
+        ({"signalwire_space": "x.signalwire.com", "signalwire_project": "p"}, "go together"),
+        ({"signalwire_space": "x.signalwire.com", "signalwire_project": "p", "signalwire_token": "t",
+          "from_number": "+12025550100", "secret_key": SECRET}, "VOICE2FA_PUBLIC_URL is required"),
+        ({"code_ttl": 3600}, "code_ttl"),
+        ({"code_digits": 4}, "code_digits"),
+        ({"lockout_failures": 100}, "lockout_failures"),
+        ({"calls_per_hour": 0}, "calls_per_hour"),
+    ],
+)
+def test_unsafe_settings_fail_at_start_up_with_a_clear_message(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        Voice2FASettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_loopback_test_double_is_accepted_over_http() -> None:
+    s = Voice2FASettings(
+        signalwire_space="http://127.0.0.1:8099", signalwire_project="p", signalwire_token="t",
+        from_number="+12025550100", public_url="http://127.0.0.1:8000",
+    )
+    assert s.is_local and s.space_url == "http://127.0.0.1:8099"
+
+
+def test_secret_keys_rotate_newest_first() -> None:
+    s = Voice2FASettings(secret_key="new-key-0123456789abcdef, old-key-0123456789abcdef")
+    assert s.secret_keys == ("new-key-0123456789abcdef", "old-key-0123456789abcdef")
+    assert Voice2FASettings(secret_key=",").ephemeral_secret
+
+
+# -- LaML and languages ------------------------------------------------------------------------
+
+
+def says(document: str) -> list[str]:
+    return [e.text or "" for e in ET.fromstring(document).iter("Say")]
+
+
+def test_laml_speaks_digits_one_by_one_twice_with_zeros() -> None:
+    doc = LamlBuilder(voice="woman", app_name="Acme").code(code="007012", action="https://a/x", language="en")
+    root = ET.fromstring(doc)
+    assert root.tag == "Response"
+    texts = says(doc)
+    assert sum("0, 0, 7, 0, 1, 2" in t for t in texts) == 2
+    assert any("Press 1" in t for t in texts)
+    assert [e.tag for e in root][-1] == "Hangup"
+    gather = root.find("Gather")
+    assert gather is not None and gather.get("action") == "https://a/x" and gather.get("numDigits") == "1"
+    assert all(e.get("voice") == "woman" and e.get("language") == "en-US" for e in root.iter("Say"))
+
+
+def test_laml_answer_asks_for_a_key_before_any_code() -> None:
+    doc = LamlBuilder(voice=None, app_name="Acme").answer(action="https://a/code", language="de")
+    root = ET.fromstring(doc)
+    gather = root.find("Gather")
+    assert gather is not None and "Acme" in says(doc)[0] and "Taste" in says(doc)[0]
+    assert all(e.get("language") == "de-DE" and e.get("voice") is None for e in root.iter("Say"))
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("fr-CA,fr;q=0.9,en;q=0.8", "fr"), ("es", "es"), ("de-DE", "de"), ("ja,zh;q=0.5", "en"), ("", "en"),
+     ("en;q=0.1,de;q=0.9", "de"), ("garbage;;;q=x,", "en")],
+)
+def test_language_negotiation_falls_back_to_english(header: str, expected: str) -> None:
+    assert negotiate(header) == expected
+
+
+# -- phones, paths, redirects ------------------------------------------------------------------
+
+
+def test_phone_checks() -> None:
+    assert check_phone("+1 (202) 555-0143", {"US"}).e164 == "+12025550143"
+    assert check_phone("+19005551234", {"US"}).reason == "number_type"
+    assert check_phone("+33612345678", {"US"}).reason == "country"
+    assert check_phone("+1555123", {"US"}).reason == "invalid"
+    assert check_phone(None, None).reason == "invalid"
+    assert mask("+12025550143") == "•••• 0143"
+
+
+def test_path_rules() -> None:
+    rules = PathRules(["/account", ProtectedPath("/pay", fresh_within=60), "/admin/*/edit"])
+    assert rules.match("/account") is not None and rules.match("/account/x") is not None
+    assert rules.match("/account/a\nb") is not None
+    assert rules.match("/accounts") is None and rules.match("/") is None
+    pay = rules.match("/pay/now")
+    assert pay is not None and pay.fresh_within == 60
+    assert rules.match("/admin/7/edit") is not None and rules.match("/admin/7/view") is None
+    with pytest.raises(ValueError, match="start with"):
+        PathRules(["account"])
+
+
+@pytest.mark.parametrize("value", ["//evil", "/\\evil", "https://evil", "javascript:alert(1)", "/a\tb", "", None, 5, "evil"])
+def test_safe_next_refuses(value: object) -> None:
+    assert safe_next(value) is None
+
+
+def test_safe_next_keeps_local_paths() -> None:
+    assert safe_next("/account?tab=2#x") == "/account?tab=2#x"
+
+
+# -- signatures --------------------------------------------------------------------------------
+
+
+def test_signature_known_vector() -> None:
+    # Computed once with the official SDK (signalwire 2.1.1 RequestValidator); the oracle test re-checks it live.
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    params = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234", "From": "+12349013030", "To": "+18005551212"}
+    assert compute_signature("12345", url, params) == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+
+
+def test_signature_accepts_url_with_or_without_default_port() -> None:
+    url = "https://app.example.com/voice2fa/laml/t"
+    sig = compute_signature("k", "https://app.example.com:443/voice2fa/laml/t", {"A": "1"})
+    assert is_valid_signature("k", url, [("A", "1")], "A=1", sig)
+    assert not is_valid_signature("k", url, [("A", "2")], "A=2", sig)
+    assert not is_valid_signature("k", url, [("A", "1")], "A=1", None)
+    assert not is_valid_signature("k", "http://bad:port/x", [("A", "1")], "A=1", sig)
+
+
+# -- the SignalWire HTTP client (respx: unit tests of the client only) ---------------------------
+
+
+CALLS = "https://example.signalwire.com/api/laml/2010-04-01/Accounts/proj/Calls.json"
+
+
+@pytest.mark.anyio
+@respx.mock
+async def test_signalwire_caller_sends_the_create_call_form() -> None:
+    route = respx.post(CALLS).mock(return_value=httpx.Response(201, json={"sid": "abc-123", "status": "queued"}))
+    caller = SignalWireCaller(space="example.signalwire.com", project="proj", token="tok")
+    sid = await caller.place_call(to="+12025550143", from_="+12025550100", laml_url="https://a/l", status_url="https://a/s")
+    assert sid == "abc-123"
+    request = route.calls.last.request
+    assert request.headers["authorization"] == "Basic " + __import__("base64").b64encode(b"proj:tok").decode()
+    form = httpx.QueryParams(request.content.decode())
+    assert form["To"] == "+12025550143" and form["From"] == "+12025550100" and form["Url"] == "https://a/l"
+    assert form["Method"] == "POST" and form["StatusCallback"] == "https://a/s"
+    assert form.get_list("StatusCallbackEvent") == ["initiated", "ringing", "answered", "completed"]
+    await caller.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("response", "message", "code"),
+    [
+        (httpx.Response(400, json={"code": "21211", "message": "Invalid 'To'", "status": 400}), "Invalid 'To'", "21211"),
+        (httpx.Response(422, json={"errors": [{"code": "X1", "detail": "Nope"}]}), "Nope", "X1"),
+        (httpx.Response(500, text="oops"), "HTTP 500", None),
+        (httpx.Response(200, json={"status": "queued"}), "no call sid", None),
+    ],
+)
+@respx.mock
+async def test_signalwire_caller_errors(response: httpx.Response, message: str, code: str | None) -> None:
+    respx.post(CALLS).mock(return_value=response)
+    caller = SignalWireCaller(space="example.signalwire.com", project="proj", token="tok")
+    with pytest.raises(CallError, match=message) as info:
+        await caller.place_call(to="+1", from_="+1", laml_url="https://a/l", status_url="https://a/s")
+    assert info.value.code == code
+    await caller.aclose()
+
+
+@pytest.mark.anyio
+@respx.mock
+async def test_signalwire_caller_timeout_is_a_call_error() -> None:
+    respx.post(CALLS).mock(side_effect=httpx.ConnectTimeout("slow"))
+    caller = SignalWireCaller(space="example.signalwire.com", project="proj", token="tok")
+    with pytest.raises(CallError, match="in time"):
+        await caller.place_call(to="+1", from_="+1", laml_url="https://a/l", status_url="https://a/s")
+    await caller.aclose()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# -- in-process: websockets, root_path -----------------------------------------------------------
+
+
+def _app(**kw: object) -> Starlette:
+    async def identify(conn: object) -> tuple[str, str]:
+        return ("alice", "+12025550143")
+
+    async def secret(request: object) -> PlainTextResponse:
+        return PlainTextResponse("SECRET")
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("SECRET")
+        await websocket.close()
+
+    app = Starlette(routes=[Route("/account/{item}", secret), WebSocketRoute("/ws/secret", ws)])
+    app.add_middleware(
+        Voice2FAMiddleware, identify=identify, protect=["/account", "/ws"],
+        settings=Voice2FASettings(secret_key=SECRET), caller=_NoCaller(), **kw,
+    )
+    return app
+
+
+class _NoCaller:
+    async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str) -> str:
+        return "CA-none"
+
+
+async def _asgi_websocket(app: Starlette, path: str) -> list[dict[str, object]]:
+    sent: list[dict[str, object]] = []
+    inbox = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, object]:
+        return inbox.pop(0) if inbox else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+             "headers": [], "scheme": "ws", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5), "subprotocols": []}
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    return sent
+
+
+@pytest.mark.anyio
+async def test_unverified_websocket_is_closed_with_policy_violation() -> None:
+    sent = await _asgi_websocket(_app(), "/ws/secret")
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]
+
+
+@pytest.mark.anyio
+async def test_newline_in_path_parameter_is_still_protected() -> None:
+    transport = httpx.ASGITransport(app=_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        r = await client.get("/account/a%0Ab")
+        assert r.status_code == 303 and "SECRET" not in r.text
+
+
+@pytest.mark.anyio
+async def test_root_path_is_stripped_before_matching() -> None:
+    transport = httpx.ASGITransport(app=_app(), root_path="/api")
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        r = await client.get("/api/account/x")
+        assert r.status_code == 303 and "SECRET" not in r.text
