@@ -1,0 +1,61 @@
+"""Sessions: tests (each installed Python 3.10-3.13), lint, typing, demo, bench."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typing"]
+nox.options.error_on_missing_interpreters = False
+nox.options.reuse_existing_virtualenvs = True
+
+PYPROJECT = Path(__file__).with_name("pyproject.toml").read_text()
+PYTHONS = re.findall(r"Programming Language :: Python :: (3\.\d+)", PYPROJECT)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The test suite, with every extra (redis, the signalwire SDK oracle)."""
+    session.install("-e", ".[test,signalwire]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[-1])
+def tests_minimal(session: nox.Session) -> None:
+    """The suite with no optional extra: Redis and SDK tests must skip, not fail."""
+    session.install("-e", ".[testing,examples]", "hypothesis", "respx")
+    session.run("pytest", "-m", "not redis and not oracle", *session.posargs, env={"CI": ""})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "voice2fa_middleware", "tests", "examples", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """mypy --strict on the package and on the examples (a typed usage check)."""
+    session.install("-e", ".[test]", "mypy")
+    session.run("mypy", "--strict", "voice2fa_middleware")
+    session.run("mypy", "--strict", "examples")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The Starlette example on uvicorn, console caller (no credentials needed)."""
+    session.install("-e", ".[examples]")
+    port = os.environ.get("PORT", "8000")
+    session.log(f"voice2fa demo: open http://127.0.0.1:{port}/ and sign in as demo / demo")
+    session.log(f"the console caller prints each call here; hear it at http://127.0.0.1:{port}/voice2fa/dev/phone")
+    session.run("uvicorn", "examples.starlette_app:app", "--host", "127.0.0.1", "--port", port, *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Overhead next to a bare app, measured with wrk over loopback (needs wrk and redis-server)."""
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/run.py", *session.posargs)
