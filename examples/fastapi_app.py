@@ -73,14 +73,19 @@ async def login_form(next: str = "/account") -> Response:
 
 @app.post("/login")
 async def login(
-    request: Request, username: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "", next: str = "/account"
+    request: Request,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: str = "/account",
 ) -> Response:
     target = safe_next(next) or "/account"
     if secrets.compare_digest(username, DEMO_USER) and secrets.compare_digest(password, DEMO_PASSWORD):
         request.session.clear()
         request.session["user"] = username
         return RedirectResponse(target, status_code=303)
-    return page("Sign in", "<p role=alert>Wrong username or password.</p>" + LOGIN_FORM.format(next=html.escape(target)), 401)
+    return page(
+        "Sign in", "<p role=alert>Wrong username or password.</p>" + LOGIN_FORM.format(next=html.escape(target)), 401
+    )
 
 
 @app.api_route("/logout", methods=["GET", "POST"])
@@ -105,4 +110,7 @@ async def transfer(
 ) -> Response:
     if identity is None:
         return RedirectResponse("/login?next=/transfer", status_code=303)
-    return page("Transfer money", f"<p>Verified as {html.escape(identity.user_id)} within the last 5 minutes (a FastAPI dependency).</p>")
+    return page(
+        "Transfer money",
+        f"<p>Verified as {html.escape(identity.user_id)} within the last 5 minutes (a FastAPI dependency).</p>",
+    )

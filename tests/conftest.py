@@ -31,8 +31,13 @@ from voice2fa_middleware import (
     Voice2FASettings,
     require_voice_2fa,
 )
-from voice2fa_middleware.testing import LiveServer, SignalWireDouble, port_for_later
-from voice2fa_middleware.testing import live_server_factory, signalwire_double  # noqa: F401  (the shipped fixtures)
+from voice2fa_middleware.testing import (  # noqa: F401  (the shipped fixtures)
+    LiveServer,
+    SignalWireDouble,
+    live_server_factory,
+    port_for_later,
+    signalwire_double,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-key-0123456789abcdef"
@@ -74,9 +79,25 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--daemonize", "no", "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -102,7 +123,9 @@ def redis_server() -> Iterator[RedisServer]:
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is required in CI (apt-get install redis-server)")
-        pytest.skip("redis-server not found: install it (Debian/Ubuntu: apt-get install redis-server) to run the Redis tests")
+        pytest.skip(
+            "redis-server not found: install it (Debian/Ubuntu: apt-get install redis-server) to run the Redis tests"
+        )
     server = RedisServer(binary)
     server.start()
     yield server
@@ -152,7 +175,9 @@ class Harness:
         assert code is not None
         return csrf_of(page.text), code
 
-    def verify(self, client: httpx.Client, code: str, csrf: str, next_url: str = "/account", **extra: str) -> httpx.Response:
+    def verify(
+        self, client: httpx.Client, code: str, csrf: str, next_url: str = "/account", **extra: str
+    ) -> httpx.Response:
         return client.post("/voice2fa/verify", data={"code": code, "csrf_token": csrf, "next": next_url, **extra})
 
 
@@ -266,11 +291,24 @@ class RecordingCaller:
 class UvicornProcess:
     def __init__(self, target: str, env: dict[str, str], port: int, workers: int = 1) -> None:
         self.url = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
         if workers > 1:
             cmd += ["--workers", str(workers)]
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT)
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop())
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

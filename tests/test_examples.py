@@ -185,6 +185,8 @@ def test_double_rejects_bad_credentials() -> None:
     with SignalWireDouble() as double:
         url = f"{double.url}/api/laml/2010-04-01/Accounts/{double.project}/Calls.json"
         wrong = base64.b64encode(f"{double.project}:nope".encode()).decode()
-        r = httpx.post(url, data={"From": "+1", "To": "+1", "Url": "http://x"}, headers={"authorization": f"Basic {wrong}"})
+        r = httpx.post(
+            url, data={"From": "+1", "To": "+1", "Url": "http://x"}, headers={"authorization": f"Basic {wrong}"}
+        )
         assert r.status_code == 401 and r.json()["code"] == "20003"
         assert double.calls == []

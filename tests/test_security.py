@@ -142,7 +142,7 @@ def test_s3_after_a_resend_the_old_code_fails(harness: Harness) -> None:
 
 def test_s3_code_of_one_challenge_or_user_fails_on_another(harness: Harness) -> None:
     with harness.client("alice") as alice, harness.client("bob") as bob:
-        a_csrf, a_code = harness.challenge(alice)
+        _a_csrf, a_code = harness.challenge(alice)
         b_csrf, b_code = harness.challenge(bob)
         if a_code != b_code:
             assert harness.verify(bob, a_code, b_csrf).status_code == 400
@@ -275,7 +275,11 @@ def test_s7_webhooks_without_a_valid_signature_get_403_and_no_code(harness_facto
             httpx.post(laml, data=form),  # unsigned
             httpx.post(laml, data=form, headers={"X-SignalWire-Signature": "bm90IGEgc2lnbmF0dXJl"}),
             _signed_post(laml, "a wrong key", form),
-            httpx.post(laml, data={**form, "Digits": "1"}, headers={"X-SignalWire-Signature": compute_signature(key, laml, form)}),
+            httpx.post(
+                laml,
+                data={**form, "Digits": "1"},
+                headers={"X-SignalWire-Signature": compute_signature(key, laml, form)},
+            ),
             _signed_post(laml + "/code", "a wrong key", {**form, "Digits": "1"}),
             httpx.post(status, data={**form, "CallStatus": "completed"}),
             _signed_post(status, "a wrong key", {**form, "CallStatus": "completed"}),
@@ -323,7 +327,10 @@ def test_s8_resend_cooldown_and_calls_per_challenge(harness: Harness) -> None:
 
 @pytest.mark.parametrize(
     ("limit", "users"),
-    [("calls_per_user_per_hour", ["alice", "alice", "alice"]), ("calls_per_client_per_hour", ["alice", "bob", "carol"])],
+    [
+        ("calls_per_user_per_hour", ["alice", "alice", "alice"]),
+        ("calls_per_client_per_hour", ["alice", "bob", "carol"]),
+    ],
 )
 def test_s8_hourly_limits_refuse_with_retry_after_and_place_no_call(
     harness_factory: Callable[..., Harness], limit: str, users: list[str]
@@ -445,8 +452,17 @@ def test_s11_verify_and_resend_need_the_csrf_token_and_same_site(harness: Harnes
 
 @pytest.mark.parametrize(
     "evil",
-    ["https://evil.example", "//evil.example", "/\\evil.example", "https:evil.example", "javascript:alert(1)",
-     "/\t/evil.example", "\\\\evil.example", "http:/evil.example", "/%0a/evil.example"],
+    [
+        "https://evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "https:evil.example",
+        "javascript:alert(1)",
+        "/\t/evil.example",
+        "\\\\evil.example",
+        "http:/evil.example",
+        "/%0a/evil.example",
+    ],
 )
 def test_s12_next_stays_on_site(harness: Harness, evil: str) -> None:
     with harness.client() as c:
@@ -477,7 +493,15 @@ class BrokenStore(MemoryStore):
 
     def __getattribute__(self, name: str) -> Any:
         attr = super().__getattribute__(name)
-        if name in ("get", "create", "take", "peek", "reserve_attempt", "begin_call", "hit") and super().__getattribute__("broken"):
+        if name in (
+            "get",
+            "create",
+            "take",
+            "peek",
+            "reserve_attempt",
+            "begin_call",
+            "hit",
+        ) and super().__getattribute__("broken"):
             mode = super().__getattribute__("mode")
 
             async def broken(*args: Any, **kwargs: Any) -> Any:

@@ -29,7 +29,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
 
 def challenge(cid: str = "c1", ttl: float = 60.0, **kw: object) -> Challenge:
     now = time.time()
-    return Challenge(id=cid, user_tag="u", phone="+12025550143", code_mac="", created_at=now, expires_at=now + ttl, **kw)  # type: ignore[arg-type]
+    return Challenge(
+        id=cid, user_tag="u", phone="+12025550143", code_mac="", created_at=now, expires_at=now + ttl, **kw
+    )  # type: ignore[arg-type]
 
 
 async def test_create_fetch_and_delete(store: Store) -> None:
@@ -73,7 +75,12 @@ async def test_attempts_are_atomic_under_concurrency(store: Store) -> None:
 
 async def test_consume_once_under_50_concurrent_callers(store: Store) -> None:
     await store.create(challenge())
-    assert await store.begin_call("c1", code_mac="m1", code="123456", call_nonce="n1", now=time.time(), cooldown=0, max_calls=3) == 0
+    assert (
+        await store.begin_call(
+            "c1", code_mac="m1", code="123456", call_nonce="n1", now=time.time(), cooldown=0, max_calls=3
+        )
+        == 0
+    )
     results = await asyncio.gather(*(store.consume("c1", "m1") for _ in range(50)))
     assert results.count(True) == 1
     assert await store.get("c1") is None

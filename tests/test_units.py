@@ -36,11 +36,34 @@ from .conftest import SECRET
 def test_public_names_are_exactly_the_intended_ones() -> None:
     assert sorted(voice2fa_middleware.__all__) == sorted(
         [
-            "AuditEvent", "AuditHook", "Bucket", "CallError", "Caller", "Challenge", "ConfigurationError",
-            "ConsoleCaller", "Identity", "MemoryStore", "MissingExtraError", "ProtectedPath", "RedisStore",
-            "SignalWireCaller", "SignalWireSDKCaller", "Store", "StoreError", "StoreFullError",
-            "VerificationRequired", "Voice2FAError", "Voice2FAHandle", "Voice2FAMiddleware", "Voice2FASettings",
-            "VoiceTwoFactor", "compute_signature", "is_valid_signature", "require_voice_2fa", "safe_next",
+            "AuditEvent",
+            "AuditHook",
+            "Bucket",
+            "CallError",
+            "Caller",
+            "Challenge",
+            "ConfigurationError",
+            "ConsoleCaller",
+            "Identity",
+            "MemoryStore",
+            "MissingExtraError",
+            "ProtectedPath",
+            "RedisStore",
+            "SignalWireCaller",
+            "SignalWireSDKCaller",
+            "Store",
+            "StoreError",
+            "StoreFullError",
+            "VerificationRequired",
+            "Voice2FAError",
+            "Voice2FAHandle",
+            "Voice2FAMiddleware",
+            "Voice2FASettings",
+            "VoiceTwoFactor",
+            "compute_signature",
+            "is_valid_signature",
+            "require_voice_2fa",
+            "safe_next",
         ]
     )
     for name in voice2fa_middleware.__all__:
@@ -54,7 +77,11 @@ def test_settings_from_env_and_dotenv(tmp_path: pytest.TempPathFactory) -> None:
     env_file = tmp_path / ".env"  # type: ignore[operator]
     env_file.write_text("SIGNALWIRE_SPACE=example.signalwire.com\nSIGNALWIRE_PROJECT=p\nSIGNALWIRE_TOKEN=t\n")
     s = Voice2FASettings.from_env(
-        {"SIGNALWIRE_NUMBER": "+12025550100", "VOICE2FA_PUBLIC_URL": "https://app.example.com", "VOICE2FA_SECRET_KEY": SECRET},
+        {
+            "SIGNALWIRE_NUMBER": "+12025550100",
+            "VOICE2FA_PUBLIC_URL": "https://app.example.com",
+            "VOICE2FA_SECRET_KEY": SECRET,
+        },
         env_file=env_file,
     )
     assert s.uses_signalwire and s.space_url == "https://example.signalwire.com"
@@ -69,8 +96,16 @@ def test_settings_from_env_and_dotenv(tmp_path: pytest.TempPathFactory) -> None:
         ({"public_url": "https://app.example.com"}, "VOICE2FA_SECRET_KEY is required"),
         ({"public_url": "https://app.example.com", "secret_key": "short"}, "at least 16"),
         ({"signalwire_space": "x.signalwire.com", "signalwire_project": "p"}, "go together"),
-        ({"signalwire_space": "x.signalwire.com", "signalwire_project": "p", "signalwire_token": "t",
-          "from_number": "+12025550100", "secret_key": SECRET}, "VOICE2FA_PUBLIC_URL is required"),
+        (
+            {
+                "signalwire_space": "x.signalwire.com",
+                "signalwire_project": "p",
+                "signalwire_token": "t",
+                "from_number": "+12025550100",
+                "secret_key": SECRET,
+            },
+            "VOICE2FA_PUBLIC_URL is required",
+        ),
         ({"code_ttl": 3600}, "code_ttl"),
         ({"code_digits": 4}, "code_digits"),
         ({"lockout_failures": 100}, "lockout_failures"),
@@ -84,8 +119,11 @@ def test_unsafe_settings_fail_at_start_up_with_a_clear_message(kwargs: dict[str,
 
 def test_loopback_test_double_is_accepted_over_http() -> None:
     s = Voice2FASettings(
-        signalwire_space="http://127.0.0.1:8099", signalwire_project="p", signalwire_token="t",
-        from_number="+12025550100", public_url="http://127.0.0.1:8000",
+        signalwire_space="http://127.0.0.1:8099",
+        signalwire_project="p",
+        signalwire_token="t",
+        from_number="+12025550100",
+        public_url="http://127.0.0.1:8000",
     )
     assert s.is_local and s.space_url == "http://127.0.0.1:8099"
 
@@ -126,8 +164,15 @@ def test_laml_answer_asks_for_a_key_before_any_code() -> None:
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [("fr-CA,fr;q=0.9,en;q=0.8", "fr"), ("es", "es"), ("de-DE", "de"), ("ja,zh;q=0.5", "en"), ("", "en"),
-     ("en;q=0.1,de;q=0.9", "de"), ("garbage;;;q=x,", "en")],
+    [
+        ("fr-CA,fr;q=0.9,en;q=0.8", "fr"),
+        ("es", "es"),
+        ("de-DE", "de"),
+        ("ja,zh;q=0.5", "en"),
+        ("", "en"),
+        ("en;q=0.1,de;q=0.9", "de"),
+        ("garbage;;;q=x,", "en"),
+    ],
 )
 def test_language_negotiation_falls_back_to_english(header: str, expected: str) -> None:
     assert negotiate(header) == expected
@@ -157,7 +202,9 @@ def test_path_rules() -> None:
         PathRules(["account"])
 
 
-@pytest.mark.parametrize("value", ["//evil", "/\\evil", "https://evil", "javascript:alert(1)", "/a\tb", "", None, 5, "evil"])
+@pytest.mark.parametrize(
+    "value", ["//evil", "/\\evil", "https://evil", "javascript:alert(1)", "/a\tb", "", None, 5, "evil"]
+)
 def test_safe_next_refuses(value: object) -> None:
     assert safe_next(value) is None
 
@@ -172,7 +219,13 @@ def test_safe_next_keeps_local_paths() -> None:
 def test_signature_known_vector() -> None:
     # Computed once with the official SDK (signalwire 2.1.1 RequestValidator); the oracle test re-checks it live.
     url = "https://mycompany.com/myapp.php?foo=1&bar=2"
-    params = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234", "From": "+12349013030", "To": "+18005551212"}
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+12349013030",
+        "Digits": "1234",
+        "From": "+12349013030",
+        "To": "+18005551212",
+    }
     assert compute_signature("12345", url, params) == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
 
 
@@ -196,7 +249,9 @@ CALLS = "https://example.signalwire.com/api/laml/2010-04-01/Accounts/proj/Calls.
 async def test_signalwire_caller_sends_the_create_call_form() -> None:
     route = respx.post(CALLS).mock(return_value=httpx.Response(201, json={"sid": "abc-123", "status": "queued"}))
     caller = SignalWireCaller(space="example.signalwire.com", project="proj", token="tok")
-    sid = await caller.place_call(to="+12025550143", from_="+12025550100", laml_url="https://a/l", status_url="https://a/s")
+    sid = await caller.place_call(
+        to="+12025550143", from_="+12025550100", laml_url="https://a/l", status_url="https://a/s"
+    )
     assert sid == "abc-123"
     request = route.calls.last.request
     assert request.headers["authorization"] == "Basic " + __import__("base64").b64encode(b"proj:tok").decode()
@@ -211,7 +266,11 @@ async def test_signalwire_caller_sends_the_create_call_form() -> None:
 @pytest.mark.parametrize(
     ("response", "message", "code"),
     [
-        (httpx.Response(400, json={"code": "21211", "message": "Invalid 'To'", "status": 400}), "Invalid 'To'", "21211"),
+        (
+            httpx.Response(400, json={"code": "21211", "message": "Invalid 'To'", "status": 400}),
+            "Invalid 'To'",
+            "21211",
+        ),
         (httpx.Response(422, json={"errors": [{"code": "X1", "detail": "Nope"}]}), "Nope", "X1"),
         (httpx.Response(500, text="oops"), "HTTP 500", None),
         (httpx.Response(200, json={"status": "queued"}), "no call sid", None),
@@ -259,8 +318,12 @@ def _app(**kw: object) -> Starlette:
 
     app = Starlette(routes=[Route("/account/{item}", secret), WebSocketRoute("/ws/secret", ws)])
     app.add_middleware(
-        Voice2FAMiddleware, identify=identify, protect=["/account", "/ws"],
-        settings=Voice2FASettings(secret_key=SECRET), caller=_NoCaller(), **kw,
+        Voice2FAMiddleware,
+        identify=identify,
+        protect=["/account", "/ws"],
+        settings=Voice2FASettings(secret_key=SECRET),
+        caller=_NoCaller(),
+        **kw,
     )
     return app
 
@@ -280,8 +343,18 @@ async def _asgi_websocket(app: Starlette, path: str) -> list[dict[str, object]]:
     async def send(message: dict[str, object]) -> None:
         sent.append(message)
 
-    scope = {"type": "websocket", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
-             "headers": [], "scheme": "ws", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5), "subprotocols": []}
+    scope = {
+        "type": "websocket",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "scheme": "ws",
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 5),
+        "subprotocols": [],
+    }
     await app(scope, receive, send)  # type: ignore[arg-type]
     return sent
 

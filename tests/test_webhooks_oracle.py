@@ -67,12 +67,21 @@ def test_middleware_accepts_sdk_signatures_over_http(harness_factory: Callable[.
         assert c.get("/account").status_code == 303
     laml = caller.calls[0]["url"]
     sdk = request_validator.RequestValidator(h.double.signing_key)
-    form = {"CallSid": "CA-test-1", "CallStatus": "in-progress", "AccountSid": h.double.project,
-            "From": "+12025550100", "To": "+12025550143", "Direction": "outbound-api", "ApiVersion": "2010-04-01"}
+    form = {
+        "CallSid": "CA-test-1",
+        "CallStatus": "in-progress",
+        "AccountSid": h.double.project,
+        "From": "+12025550100",
+        "To": "+12025550143",
+        "Direction": "outbound-api",
+        "ApiVersion": "2010-04-01",
+    }
     good = httpx.post(laml, data=form, headers={header: sdk.build_signature_with_compatibility(laml, form)})
     assert good.status_code == 200 and "<Gather" in good.text
     # The port-less spelling of the same URL signs the same request (the SDK tries both).
     bad = httpx.post(laml, data=form, headers={header: sdk.build_signature_with_compatibility(laml + "?x=1", form)})
     assert bad.status_code == 403
-    tampered = httpx.post(laml, data=dict(form, CallSid="CA-other"), headers={header: sdk.build_signature_with_compatibility(laml, form)})
+    tampered = httpx.post(
+        laml, data=dict(form, CallSid="CA-other"), headers={header: sdk.build_signature_with_compatibility(laml, form)}
+    )
     assert tampered.status_code == 403

@@ -95,9 +95,7 @@ class SignalWireCaller:
             "StatusCallbackEvent": list(STATUS_EVENTS),
         }
         try:
-            response = await self._http().post(
-                self.calls_url, data=form, auth=self._auth, timeout=self._timeout
-            )
+            response = await self._http().post(self.calls_url, data=form, auth=self._auth, timeout=self._timeout)
         except httpx.TimeoutException as exc:
             raise CallError("the provider did not answer in time") from exc
         except httpx.HTTPError as exc:
@@ -133,7 +131,11 @@ class ConsoleCaller:
 
     async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str) -> str:
         call = SimulatedCall(
-            sid=str(uuid.uuid4()), to=to, from_=from_, url=laml_url, status_callback=status_url,
+            sid=str(uuid.uuid4()),
+            to=to,
+            from_=from_,
+            url=laml_url,
+            status_callback=status_url,
             account_sid="console",
         )
         self.calls.append(call)

@@ -11,9 +11,9 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urljoin
 
 import httpx
-from urllib.parse import urljoin
 
 from ._webhooks import compute_signature
 
@@ -115,7 +115,8 @@ async def simulate_call(
 
 def _play(document: str, call: SimulatedCall, presses_left: list[str]) -> tuple[str | None, str | None]:
     """Run one LaML document; returns the next URL to fetch and the key pressed, if any."""
-    root = ET.fromstring(document)
+    # The documents come from the app under test itself; expat resolves no external entities.
+    root = ET.fromstring(document)  # noqa: S314
     for verb in root:
         if verb.tag == "Say":
             call.says.append((verb.text or "").strip())

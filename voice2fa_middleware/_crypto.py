@@ -86,9 +86,7 @@ class Keyring:
             return None
 
     @staticmethod
-    def load_with_time(
-        serializer: URLSafeTimedSerializer, token: str | None, max_age: int
-    ) -> tuple[Any, float] | None:
+    def load_with_time(serializer: URLSafeTimedSerializer, token: str | None, max_age: int) -> tuple[Any, float] | None:
         """Like :meth:`load`, with the time the token was signed (a Unix timestamp)."""
         if not token or len(token) > 4096:
             return None

@@ -47,6 +47,4 @@ class MissingExtraError(Voice2FAError, ImportError):
     """Raised when a feature needs an optional extra that is not installed."""
 
     def __init__(self, feature: str, extra: str) -> None:
-        super().__init__(
-            f"{feature} needs the '{extra}' extra: pip install 'voice2fa-middleware[{extra}]'"
-        )
+        super().__init__(f"{feature} needs the '{extra}' extra: pip install 'voice2fa-middleware[{extra}]'")

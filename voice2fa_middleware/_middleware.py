@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import inspect
 import ipaddress
@@ -48,6 +49,12 @@ class _BadRequest(Exception):
         self.error = error
 
 
+def _is_async_callable(obj: object) -> bool:
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(type(obj).__call__)
+
+
 def route_path(scope: Scope) -> str:
     """The path the app's router sees: ``scope["path"]`` without ``root_path``."""
     path: str = scope["path"]
@@ -76,7 +83,7 @@ def safe_next(value: object) -> str | None:
 class Voice2FAHandle:
     """Put in ``scope["voice2fa"]`` for the app: is the user verified, and when."""
 
-    __slots__ = ("_mw", "_scope", "_identity", "_identified", "_verified_at")
+    __slots__ = ("_identified", "_identity", "_mw", "_scope", "_verified_at")
 
     def __init__(self, middleware: Voice2FAMiddleware, scope: Scope) -> None:
         self._mw = middleware
@@ -143,9 +150,7 @@ class Voice2FAMiddleware:
         self.app = app
         self.settings = s = settings if settings is not None else Voice2FASettings.from_env()
         self._identify = identify
-        self._identify_is_async = inspect.iscoroutinefunction(identify) or inspect.iscoroutinefunction(
-            getattr(identify, "__call__", None)
-        )
+        self._identify_is_async = _is_async_callable(identify)
         self.rules = PathRules(protect)
         self.keys = Keyring(s.secret_keys)
         self.clock = clock
@@ -173,7 +178,9 @@ class Voice2FAMiddleware:
             if s.uses_signalwire:
                 assert s.space_url and s.signalwire_project and s.signalwire_token
                 caller = SignalWireCaller(
-                    space=s.space_url, project=s.signalwire_project, token=s.signalwire_token,
+                    space=s.space_url,
+                    project=s.signalwire_project,
+                    token=s.signalwire_token,
                     timeout=s.call_timeout,
                 )
             else:
@@ -208,12 +215,17 @@ class Voice2FAMiddleware:
     # -- ASGI ------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+            return
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
-        if scope["type"] == "http" and path.startswith(self.prefix) and (
-            len(path) == len(self.prefix) or path[len(self.prefix)] == "/"
+        if (
+            scope["type"] == "http"
+            and path.startswith(self.prefix)
+            and (len(path) == len(self.prefix) or path[len(self.prefix)] == "/")
         ):
             response = await self._own_endpoint(Request(scope, receive))
             await response(scope, receive, send)
@@ -244,6 +256,24 @@ class Voice2FAMiddleware:
             if started:
                 raise
             await exc.response(scope, receive, send)
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.aclose()
+            await send(message)
+
+        return lifespan_send
+
+    async def aclose(self) -> None:
+        """Close the caller's HTTP client and the store's connections (done at shutdown)."""
+        for resource in (self.caller, self.store):
+            closer = getattr(resource, "aclose", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception:
+                    logger.exception("voice2fa: closing %s failed", type(resource).__name__)
 
     # -- who, and verified? ----------------------------------------------------------------
 
@@ -309,7 +339,7 @@ class Voice2FAMiddleware:
             return peer
         forwarded = ",".join(conn.headers.getlist("x-forwarded-for"))
         # Walk from the nearest hop outwards while each hop is a trusted proxy.
-        chain = [peer] + [h.strip() for h in forwarded.split(",") if h.strip()][::-1]
+        chain = [peer, *[h.strip() for h in forwarded.split(",") if h.strip()][::-1]]
         for hop in chain:
             try:
                 address = ipaddress.ip_address(hop)
@@ -334,7 +364,9 @@ class Voice2FAMiddleware:
         except Exception as exc:
             raise StoreError(f"the store failed: {type(exc).__name__}") from exc
 
-    async def _audit(self, kind: EventKind, conn: HTTPConnection | None, user_id: str | None, **detail: str | int | float) -> None:
+    async def _audit(
+        self, kind: EventKind, conn: HTTPConnection | None, user_id: str | None, **detail: str | int | float
+    ) -> None:
         client = self.client_address(conn) if conn is not None else None
         await emit(self.on_event, AuditEvent(kind, user_id, client, self._now(), detail))
 
@@ -363,8 +395,13 @@ class Voice2FAMiddleware:
 
     def _set_cookie(self, response: Response, conn: HTTPConnection, kind: str, value: str, max_age: int) -> None:
         response.set_cookie(
-            self._cookie_name(conn, kind), value, max_age=max_age, path="/",
-            secure=self._secure(conn), httponly=True, samesite="lax",
+            self._cookie_name(conn, kind),
+            value,
+            max_age=max_age,
+            path="/",
+            secure=self._secure(conn),
+            httponly=True,
+            samesite="lax",
         )
 
     def _delete_cookie(self, response: Response, conn: HTTPConnection, kind: str) -> None:
@@ -429,8 +466,13 @@ class Voice2FAMiddleware:
             await self._audit("call_refused", request, identity.user_id, reason="rate_limited")
             return self._error(request, 429, "rate_limited", language=language, retry_after=wait)
         challenge = Challenge(
-            id=new_id(), user_tag=user_tag, phone=phone.e164, code_mac="", created_at=now,
-            expires_at=now + self.settings.code_ttl, language=language,
+            id=new_id(),
+            user_tag=user_tag,
+            phone=phone.e164,
+            code_mac="",
+            created_at=now,
+            expires_at=now + self.settings.code_ttl,
+            language=language,
         )
         await self._store(self.store.create(challenge))
         await self._audit("challenge_created", request, identity.user_id)
@@ -468,14 +510,18 @@ class Voice2FAMiddleware:
             Bucket("calls:all", s.calls_per_hour, 3600),
             Bucket("calls:phone:" + self.keys.tag("phone", e164), s.calls_per_phone_per_hour, 3600),
             Bucket("calls:user:" + user_tag, s.calls_per_user_per_hour, 3600),
-            Bucket("calls:client:" + self.keys.tag("client", self.client_address(conn)), s.calls_per_client_per_hour, 3600),
+            Bucket(
+                "calls:client:" + self.keys.tag("client", self.client_address(conn)), s.calls_per_client_per_hour, 3600
+            ),
         ]
 
     async def _locked_for(self, user_tag: str, now: float) -> float:
         count, left = await self._store(self.store.peek("fail:" + user_tag, now))
         return left if count >= self.settings.lockout_failures else 0.0
 
-    async def _place_call(self, request: Request, challenge: Challenge, user_id: str, *, first: bool) -> Response | None:
+    async def _place_call(
+        self, request: Request, challenge: Challenge, user_id: str, *, first: bool
+    ) -> Response | None:
         """Install a new code and call; ``None`` when the call was placed."""
         s = self.settings
         now = self._now()
@@ -483,8 +529,13 @@ class Voice2FAMiddleware:
         nonce = new_id(12)
         granted = await self._store(
             self.store.begin_call(
-                challenge.id, code_mac=self.keys.code_mac(challenge.id, code), code=code, call_nonce=nonce,
-                now=now, cooldown=0 if first else s.resend_cooldown, max_calls=s.max_calls_per_challenge,
+                challenge.id,
+                code_mac=self.keys.code_mac(challenge.id, code),
+                code=code,
+                call_nonce=nonce,
+                now=now,
+                cooldown=0 if first else s.resend_cooldown,
+                max_calls=s.max_calls_per_challenge,
             )
         )
         del code
@@ -498,8 +549,10 @@ class Voice2FAMiddleware:
         try:
             with anyio.fail_after(s.call_timeout + 1):
                 sid = await self.caller.place_call(
-                    to=challenge.phone, from_=self.from_number,
-                    laml_url=f"{base}/laml/{token}", status_url=f"{base}/status/{token}",
+                    to=challenge.phone,
+                    from_=self.from_number,
+                    laml_url=f"{base}/laml/{token}",
+                    status_url=f"{base}/status/{token}",
                 )
         except Exception as exc:  # any failure of the caller: no call, a clear 502
             status = exc.status if isinstance(exc, CallError) else None
@@ -530,7 +583,11 @@ class Voice2FAMiddleware:
                 found = self.pages.static.get(rest[7:])
                 if found is None:
                     return text_response(404, "Not Found")
-                return Response(found[0], media_type=found[1], headers={"cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"})
+                return Response(
+                    found[0],
+                    media_type=found[1],
+                    headers={"cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"},
+                )
             if rest.startswith("laml/") or rest.startswith("status/"):
                 return await self._webhook(request, rest)
             return text_response(404, "Not Found")
@@ -601,7 +658,18 @@ class Voice2FAMiddleware:
             raise _BadRequest(403, "csrf")
         return form, pending, identity
 
-    def _invalid(self, request: Request, attempts_left: int, language: str, pending: dict[str, str] | None, ch: Challenge | None, next_url: str, *, dead: bool = False, headers: dict[str, str] | None = None) -> Response:
+    def _invalid(
+        self,
+        request: Request,
+        attempts_left: int,
+        language: str,
+        pending: dict[str, str] | None,
+        ch: Challenge | None,
+        next_url: str,
+        *,
+        dead: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         key = "error.dead" if dead else "error.invalid_code"
         message = translate(language, key)
         if attempts_left > 0:
@@ -609,7 +677,9 @@ class Voice2FAMiddleware:
         if self._wants_json(request) or pending is None or ch is None:
             if self._wants_json(request):
                 return json_response(400, {"error": "invalid_code", "message": message, "attempts_left": attempts_left})
-            return self.pages.message(status=400, language=language, prefix=self.prefix, error="invalid_code", text=message, link=next_url)
+            return self.pages.message(
+                status=400, language=language, prefix=self.prefix, error="invalid_code", text=message, link=next_url
+            )
         return self._render_verify(request, pending, ch, next_url, language, status=400, error=message)
 
     async def _verify_endpoint(self, request: Request) -> Response:
@@ -647,7 +717,9 @@ class Voice2FAMiddleware:
             await self._audit("locked", request, identity.user_id, failures=count)
             await self._store(self.store.delete(ch.id))
             return self._error(request, 429, "locked", language=language, retry_after=_left)
-        return self._invalid(request, left, language, pending if left > 0 else None, ch if left > 0 else None, next_url, dead=left <= 0)
+        return self._invalid(
+            request, left, language, pending if left > 0 else None, ch if left > 0 else None, next_url, dead=left <= 0
+        )
 
     async def _verified(self, request: Request, identity: Identity, next_url: str, form: dict[str, str]) -> Response:
         user_tag = self.keys.tag("user", identity.user_id)
@@ -680,9 +752,22 @@ class Voice2FAMiddleware:
     def _resend_in(self, ch: Challenge) -> int:
         if ch.calls >= self.settings.max_calls_per_challenge:
             return max(0, int(ch.expires_at - self._now()))
-        return max(0, int(ch.last_call_at + self.settings.resend_cooldown - self._now() + 0.999)) if ch.last_call_at else 0
+        return (
+            max(0, int(ch.last_call_at + self.settings.resend_cooldown - self._now() + 0.999)) if ch.last_call_at else 0
+        )
 
-    def _render_verify(self, request: Request, pending: dict[str, str], ch: Challenge, next_url: str, language: str, *, status: int, error: str | None = None, notice: str | None = None) -> Response:
+    def _render_verify(
+        self,
+        request: Request,
+        pending: dict[str, str],
+        ch: Challenge,
+        next_url: str,
+        language: str,
+        *,
+        status: int,
+        error: str | None = None,
+        notice: str | None = None,
+    ) -> Response:
         call_status = ch.call_status or "queued"
         return self.pages.html(
             "voice2fa/verify.html",
@@ -776,7 +861,9 @@ class Voice2FAMiddleware:
         if not self._dev_allowed(request) or request.method != "GET":
             return text_response(404, "Not Found")
         assert isinstance(self.caller, ConsoleCaller)
-        return self.pages.html("voice2fa/devphone.html", status=200, language="en", prefix=self.prefix, calls=list(self.caller.calls)[::-1])
+        return self.pages.html(
+            "voice2fa/devphone.html", status=200, language="en", prefix=self.prefix, calls=list(self.caller.calls)[::-1]
+        )
 
     async def _dev_calls_endpoint(self, request: Request) -> Response:
         if not self._dev_allowed(request) or request.method != "GET":
@@ -808,9 +895,15 @@ class Voice2FAMiddleware:
         form = dict(params)
         kind, _, tail = rest.partition("/")
         token, _, action = tail.partition("/")
-        loaded = self.keys.load(self.keys.call, token, self.settings.code_ttl + 3600) if _TOKEN_RE.fullmatch(token) else None
+        loaded = (
+            self.keys.load(self.keys.call, token, self.settings.code_ttl + 3600) if _TOKEN_RE.fullmatch(token) else None
+        )
         if not (isinstance(loaded, list) and len(loaded) == 2 and all(isinstance(x, str) for x in loaded)):
-            return self._laml_response(self.laml.goodbye(language="en", expired=True)) if kind == "laml" else text_response(404, "Not Found")
+            return (
+                self._laml_response(self.laml.goodbye(language="en", expired=True))
+                if kind == "laml"
+                else text_response(404, "Not Found")
+            )
         challenge_id, nonce = loaded
         call_sid = form.get("CallSid", "")[:64]
         if kind == "status" and not action:
@@ -821,9 +914,13 @@ class Voice2FAMiddleware:
 
     @staticmethod
     def _laml_response(document: str, status: int = 200) -> Response:
-        return Response(document, status_code=status, media_type="application/xml", headers={"cache-control": "no-store"})
+        return Response(
+            document, status_code=status, media_type="application/xml", headers={"cache-control": "no-store"}
+        )
 
-    async def _laml(self, base_url: str, challenge_id: str, nonce: str, call_sid: str, action: str, form: dict[str, str]) -> Response:
+    async def _laml(
+        self, base_url: str, challenge_id: str, nonce: str, call_sid: str, action: str, form: dict[str, str]
+    ) -> Response:
         status = "in-progress" if action == "" else None
         ch = await self._store(self.store.update_call(challenge_id, nonce, call_sid=call_sid or None, status=status))
         if ch is None or not ch.code or self._now() >= ch.expires_at:
@@ -836,9 +933,13 @@ class Voice2FAMiddleware:
             return self._laml_response(self.laml.answer(action=f"{base}/laml/{token}/code", language=ch.language))
         if action == "repeat" and form.get("Digits") != "1":
             return self._laml_response(self.laml.goodbye(language=ch.language))
-        return self._laml_response(self.laml.code(code=ch.code, action=f"{base}/laml/{token}/repeat", language=ch.language))
+        return self._laml_response(
+            self.laml.code(code=ch.code, action=f"{base}/laml/{token}/repeat", language=ch.language)
+        )
 
-    async def _status_callback(self, request: Request, challenge_id: str, nonce: str, call_sid: str, form: dict[str, str]) -> Response:
+    async def _status_callback(
+        self, request: Request, challenge_id: str, nonce: str, call_sid: str, form: dict[str, str]
+    ) -> Response:
         status = form.get("CallStatus", "")
         if status not in _CALL_STATUSES:
             return text_response(400, "Bad Request: unknown CallStatus")
@@ -846,7 +947,9 @@ class Voice2FAMiddleware:
         if ch is not None and ch.call_sid and call_sid and ch.call_sid != call_sid:
             return text_response(403, "Forbidden: not this call")
         final = status in FINAL_STATUSES
-        updated = await self._store(self.store.update_call(challenge_id, nonce, call_sid=call_sid or None, status=status, drop_code=final))
+        updated = await self._store(
+            self.store.update_call(challenge_id, nonce, call_sid=call_sid or None, status=status, drop_code=final)
+        )
         if updated is not None:
             await self._audit("call_status", None, None, status=status, call_sid=call_sid)
         return Response(status_code=204, headers={"cache-control": "no-store"})

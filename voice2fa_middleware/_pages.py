@@ -40,10 +40,16 @@ class Pages:
         )
         static = resources.files("voice2fa_middleware") / "static"
         self.static: dict[str, tuple[bytes, str]] = {}
-        for name, media in (("voice2fa.css", "text/css"), ("voice2fa.js", "text/javascript"), ("devphone.js", "text/javascript")):
+        for name, media in (
+            ("voice2fa.css", "text/css"),
+            ("voice2fa.js", "text/javascript"),
+            ("devphone.js", "text/javascript"),
+        ):
             self.static[name] = ((static / name).read_bytes(), media)
 
-    def html(self, template: str, *, status: int, language: str, headers: Mapping[str, str] | None = None, **context: Any) -> HTMLResponse:
+    def html(
+        self, template: str, *, status: int, language: str, headers: Mapping[str, str] | None = None, **context: Any
+    ) -> HTMLResponse:
         def t(key: str, **values: object) -> str:
             return translate(language, key, **values)
 
@@ -64,8 +70,14 @@ class Pages:
         headers: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
         return self.html(
-            "voice2fa/message.html", status=status, language=language, headers=headers,
-            prefix=prefix, error=error, text=text, link=link,
+            "voice2fa/message.html",
+            status=status,
+            language=language,
+            headers=headers,
+            prefix=prefix,
+            error=error,
+            text=text,
+            link=link,
         )
 
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import translate
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
@@ -64,7 +64,7 @@ class PathRules:
         parts = [self._regex(r.pattern) for r in self.rules]
         # DOTALL: a path parameter may hold a newline, which "." must match too.
         self._any = re.compile("|".join(f"(?:{p})" for p in parts), re.S) if parts else None
-        self._each = [(re.compile(p, re.S), r) for p, r in zip(parts, self.rules)]
+        self._each = [(re.compile(p, re.S), r) for p, r in zip(parts, self.rules, strict=True)]
 
     @staticmethod
     def _regex(pattern: str) -> str:
@@ -104,7 +104,15 @@ def get_handle(conn: HTTPConnection) -> Voice2FAHandle:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def require_voice_2fa(func: F | None = None, *, fresh_within: int | None = None) -> Any:
+@overload
+def require_voice_2fa(func: F, *, fresh_within: int | None = None) -> F: ...
+
+
+@overload
+def require_voice_2fa(func: None = None, *, fresh_within: int | None = None) -> Callable[[F], F]: ...
+
+
+def require_voice_2fa(func: F | None = None, *, fresh_within: int | None = None) -> F | Callable[[F], F]:
     """Decorate a Starlette endpoint (sync or async, HTTP or websocket) to require a second
     factor, optionally no older than ``fresh_within`` seconds.
 
@@ -112,13 +120,11 @@ def require_voice_2fa(func: F | None = None, *, fresh_within: int | None = None)
     """
 
     def decorate(endpoint: F) -> F:
-        sig = inspect.signature(endpoint)
-        for index, param in enumerate(sig.parameters.values()):
-            if param.name in ("request", "websocket"):
-                kind = param.name
-                break
-        else:
+        names = list(inspect.signature(endpoint).parameters)
+        kind = next((n for n in names if n in ("request", "websocket")), None)
+        if kind is None:
             raise TypeError(f'require_voice_2fa: {endpoint.__qualname__} has no "request" or "websocket" argument')
+        index = names.index(kind)
 
         def conn_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnection:
             conn = kwargs.get(kind, args[index] if index < len(args) else None)

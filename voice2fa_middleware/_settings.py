@@ -199,7 +199,12 @@ class Voice2FASettings:
             problems.append("prefix must start with '/' and not end with '/'")
         if self.max_calls_per_challenge < 1 or self.resend_cooldown < 0:
             problems.append("max_calls_per_challenge must be >= 1 and resend_cooldown >= 0")
-        for name in ("calls_per_phone_per_hour", "calls_per_user_per_hour", "calls_per_client_per_hour", "calls_per_hour"):
+        for name in (
+            "calls_per_phone_per_hour",
+            "calls_per_user_per_hour",
+            "calls_per_client_per_hour",
+            "calls_per_hour",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         provider = [self.signalwire_space, self.signalwire_project, self.signalwire_token]

@@ -67,7 +67,5 @@ def is_valid_signature(
     ok = False
     for candidate in url_variants(url):
         ok |= hmac.compare_digest(compute_signature(key, candidate, items).encode(), signature.encode())
-        ok |= hmac.compare_digest(
-            compute_body_signature(key, candidate, body).encode(), signature.encode()
-        )
+        ok |= hmac.compare_digest(compute_body_signature(key, candidate, body).encode(), signature.encode())
     return ok

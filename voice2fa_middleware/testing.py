@@ -241,7 +241,9 @@ class SignalWireDouble:
             status, shape = self._failures.pop(0)
             self.rejected.append(status)
             if shape == "errors":
-                return JSONResponse({"errors": [{"code": "CALL_CREATE_FAILED", "detail": "Call failed"}]}, status_code=status)
+                return JSONResponse(
+                    {"errors": [{"code": "CALL_CREATE_FAILED", "detail": "Call failed"}]}, status_code=status
+                )
             return JSONResponse({"code": "21210", "message": "Call failed", "status": status}, status_code=status)
         missing = [name for name in ("From", "To", "Url") if not form.get(name)]
         if missing:
@@ -252,8 +254,12 @@ class SignalWireDouble:
             )
         sid = str(uuid.uuid4())
         call = SimulatedCall(
-            sid=sid, to=str(form["To"]), from_=str(form["From"]), url=str(form["Url"]),
-            status_callback=str(form.get("StatusCallback") or "") or None, account_sid=self.project,
+            sid=sid,
+            to=str(form["To"]),
+            from_=str(form["From"]),
+            url=str(form["Url"]),
+            status_callback=str(form.get("StatusCallback") or "") or None,
+            account_sid=self.project,
         )
         with self._changed:
             self.calls.append(call)
@@ -261,8 +267,13 @@ class SignalWireDouble:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         body = {
-            "sid": sid, "account_sid": self.project, "to": call.to, "from": call.from_,
-            "status": "queued", "direction": "outbound-api", "api_version": "2010-04-01",
+            "sid": sid,
+            "account_sid": self.project,
+            "to": call.to,
+            "from": call.from_,
+            "status": "queued",
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
         }
         return JSONResponse(body, status_code=201)
 
@@ -270,8 +281,11 @@ class SignalWireDouble:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=10.0)
         await simulate_call(
-            self._client, call, signing_key=self.signing_key or self.token,
-            outcome=self.outcome, presses=self.presses,
+            self._client,
+            call,
+            signing_key=self.signing_key or self.token,
+            outcome=self.outcome,
+            presses=self.presses,
         )
         with self._changed:
             self._changed.notify_all()
