@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import anyio
+from cachetools import TTLCache
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
@@ -83,18 +84,24 @@ def safe_next(value: object) -> str | None:
 class Voice2FAHandle:
     """Put in ``scope["voice2fa"]`` for the app: is the user verified, and when."""
 
-    __slots__ = ("_identified", "_identity", "_mw", "_scope", "_verified_at")
+    __slots__ = ("_conn", "_identified", "_identity", "_mw", "_scope", "_verified_at")
 
     def __init__(self, middleware: Voice2FAMiddleware, scope: Scope) -> None:
         self._mw = middleware
         self._scope = scope
+        self._conn: HTTPConnection | None = None
         self._identity: Identity | None = None
         self._identified = False
         self._verified_at: float | None = None
 
+    def _connection(self) -> HTTPConnection:
+        if self._conn is None:
+            self._conn = HTTPConnection(self._scope)
+        return self._conn
+
     async def identity(self) -> Identity | None:
         if not self._identified:
-            self._identity = await self._mw._identify_conn(HTTPConnection(self._scope))
+            self._identity = await self._mw._identify_conn(self._connection())
             self._identified = True
         return self._identity
 
@@ -103,7 +110,7 @@ class Voice2FAHandle:
         if self._verified_at is None:
             identity = await self.identity()
             if identity is not None:
-                self._verified_at = self._mw._verified_at(HTTPConnection(self._scope), identity)
+                self._verified_at = self._mw._verified_at(self._connection(), identity)
         return self._verified_at
 
     async def is_verified(self, fresh_within: int | None = None) -> bool:
@@ -153,6 +160,7 @@ class Voice2FAMiddleware:
         self._identify_is_async = _is_async_callable(identify)
         self.rules = PathRules(protect)
         self.keys = Keyring(s.secret_keys)
+        self._verified_cache: TTLCache[tuple[str, str], float] = TTLCache(maxsize=10_000, ttl=60)
         self.clock = clock
         self.on_event = on_event
         self.select_language = select_language
@@ -243,18 +251,10 @@ class Voice2FAMiddleware:
                 if denied is not None:
                     await denied(scope, receive, send)
                     return
-        started = False
-
-        async def send_tracking(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_tracking)
+            await self.app(scope, receive, send)
         except VerificationRequired as exc:
-            if started:
-                raise
+            # Raised by the FastAPI dependency before the endpoint answered anything.
             await exc.response(scope, receive, send)
 
     def _lifespan_send(self, send: Send) -> Send:
@@ -306,13 +306,26 @@ class Voice2FAMiddleware:
 
     def _verified_at(self, conn: HTTPConnection, identity: Identity) -> float | None:
         token = conn.cookies.get(self._cookie_name(conn, "verified"))
+        if not token:
+            return None
+        binding = f"{identity.user_id}\x00{identity.phone}\x00{identity.version}"
+        # Positive results only, for a minute: a signed token cannot be forged, so the same
+        # token and binding always verify the same way; expiry is still checked each time.
+        cached = self._verified_cache.get((token, binding))
+        if cached is not None:
+            return cached if self._now() - cached <= self.settings.verified_max_age else None
+        signed_at = self._check_verified(token, binding)
+        if signed_at is not None:
+            self._verified_cache[(token, binding)] = signed_at
+        return signed_at
+
+    def _check_verified(self, token: str, binding: str) -> float | None:
         loaded = self.keys.load_with_time(self.keys.verified, token, self.settings.verified_max_age)
         if loaded is None:
             return None
         payload, signed_at = loaded
         if not isinstance(payload, dict) or not isinstance(payload.get("b"), str):
             return None
-        binding = f"{identity.user_id}\x00{identity.phone}\x00{identity.version}"
         if not self.keys.tag_matches("bind", binding, payload["b"]):
             return None
         return signed_at

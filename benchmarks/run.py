@@ -1,0 +1,236 @@
+"""Overhead of the middleware next to a bare app, with wrk over loopback, interleaved rounds.
+
+Usage: python benchmarks/run.py [--rounds 3] [--duration 5]
+Prints a table and ends with one line for tools:
+overhead: unprotected=R1 verified=R2 session_middleware=R3 loop_p99_ratio=R4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, config: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "benchmarks.app:app",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "error",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "BENCH_CONFIG": config, **(env or {})},
+        )
+        for _ in range(200):
+            try:
+                httpx.get(self.url + "/", timeout=0.5)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{config} did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def wrk(url: str, duration: int, headers: dict[str, str] | None = None, connections: int = 32) -> tuple[float, float]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for k, v in (headers or {}).items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert p99, out
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return rps, float(p99.group(1)) * scale
+
+
+def verified_cookie() -> str:
+    from voice2fa_middleware import Identity, Voice2FAMiddleware
+    from benchmarks.app import SECRET, settings
+
+    mw = Voice2FAMiddleware(lambda s, r, se: None, identify=lambda c: None, settings=settings(), caller=object())  # type: ignore[arg-type]
+    token = mw.keys.verified.dumps({"b": mw._binding(Identity("bench", "+12025550143"))})
+    assert SECRET
+    return token
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], str] | None:
+    binary = shutil.which("redis-server")
+    if not binary:
+        return None
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tempfile.mkdtemp()],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def loop_block(duration: int) -> tuple[float, float]:
+    """p99 of unrelated requests with no challenge in flight, then with 100 in flight while
+    the provider takes 2 s to answer each Create Call."""
+    server = Server("middleware", {"BENCH_PROVIDER_DELAY": "2"})
+    try:
+        _, quiet = wrk(server.url + "/", duration, connections=8)
+
+        async def flood(stop: float) -> None:
+            async with httpx.AsyncClient(
+                base_url=server.url, timeout=30, limits=httpx.Limits(max_connections=200)
+            ) as c:
+                n = 0
+                while time.monotonic() < stop:
+                    batch = [c.get("/protected", cookies={"user": f"u{n + i}"}) for i in range(100)]
+                    n += 100
+                    await asyncio.gather(*batch)
+
+        import threading
+
+        stop = time.monotonic() + duration + 1
+        t = threading.Thread(target=lambda: asyncio.run(flood(stop)))
+        t.start()
+        time.sleep(0.5)
+        _, busy = wrk(server.url + "/", duration, connections=8)
+        t.join()
+        return quiet, busy
+    finally:
+        server.stop()
+
+
+def memory_for(n: int) -> float:
+    """Resident memory (MiB) that n pending challenges add to a MemoryStore."""
+    code = f"""
+import asyncio, resource, time
+from voice2fa_middleware import MemoryStore, Challenge
+async def main():
+    s = MemoryStore(max_challenges={n})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    now = time.time()
+    for i in range({n}):
+        await s.create(Challenge(id=f"c{{i:020d}}", user_tag="u"*32, phone="+12025550143", code_mac="m"*64,
+                                 code="123456", created_at=now, expires_at=now + 300, call_nonce="n"*16))
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+asyncio.run(main())
+"""
+    return float(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+    cookie = verified_cookie()
+    session_cookie = None
+    redis = start_redis()
+    cases: dict[str, tuple[str, str, dict[str, str], dict[str, str]]] = {
+        "(a) bare app": ("bare", "/", {}, {}),
+        "(b) middleware, unprotected route": ("middleware", "/", {}, {}),
+        "(c) middleware, verified cookie": (
+            "middleware",
+            "/protected",
+            {"Cookie": f"user=bench; voice2fa_verified={cookie}"},
+            {},
+        ),
+        "(d) SessionMiddleware with a cookie": ("session", "/session", {}, {}),
+        "(e) challenge path, MemoryStore": ("middleware", "/protected", {"Cookie": "user=bench"}, {}),
+    }
+    if redis:
+        cases["(e) challenge path, RedisStore"] = (
+            "middleware",
+            "/protected",
+            {"Cookie": "user=bench"},
+            {"BENCH_REDIS_URL": redis[1]},
+        )
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+    try:
+        for _round in range(args.rounds):
+            for name, (config, path, headers, env) in cases.items():
+                server = Server(config, env)
+                try:
+                    if config == "session" and session_cookie is None:
+                        r = httpx.get(server.url + "/session")
+                        from itsdangerous import TimestampSigner
+
+                        data = base64.b64encode(json.dumps({"user": "bench"}).encode())
+                        session_cookie = TimestampSigner("bench-secret-key-0123456789abcdef").sign(data).decode()
+                    if config == "session":
+                        headers = {"Cookie": f"session={session_cookie}"}
+                    if (
+                        config == "middleware"
+                        and path == "/protected"
+                        and "voice2fa_verified" in headers.get("Cookie", "")
+                    ):
+                        check = httpx.get(server.url + path, headers=headers)
+                        assert check.status_code == 200 and "set-cookie" not in check.headers, check
+                    results[name].append(wrk(server.url + path, args.duration, headers))
+                finally:
+                    server.stop()
+        quiet, busy = loop_block(args.duration)
+        mem = memory_for(100_000)
+    finally:
+        if redis:
+            redis[0].terminate()
+    bare = statistics.median(r for r, _ in results["(a) bare app"])
+    print(f"\n{'configuration':42} {'req/s':>10} {'p99 ms':>8} {'ratio':>6}")
+    ratios: dict[str, float] = {}
+    for name, runs in results.items():
+        rps = statistics.median(r for r, _ in runs)
+        p99 = statistics.median(p for _, p in runs)
+        ratios[name] = rps / bare
+        unit = "challenges/s" if name.startswith("(e)") else ""
+        print(f"{name:42} {rps:10.0f} {p99:8.2f} {rps / bare:6.2f} {unit}")
+    print(f"\nloop: unrelated p99 {quiet:.2f} ms idle, {busy:.2f} ms with 100 challenges in flight (provider 2 s)")
+    print(f"memory: {mem:.0f} MiB resident for 100,000 pending challenges in MemoryStore")
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {args.rounds} interleaved rounds of {args.duration}s"
+    )
+    print(
+        f"overhead: unprotected={ratios['(b) middleware, unprotected route']:.3f} "
+        f"verified={ratios['(c) middleware, verified cookie']:.3f} "
+        f"session_middleware={ratios['(d) SessionMiddleware with a cookie']:.3f} loop_p99_ratio={busy / quiet:.2f}"
+    )
+    _ = resource
+
+
+if __name__ == "__main__":
+    main()
