@@ -80,8 +80,8 @@ def wrk(url: str, duration: int, headers: dict[str, str] | None = None, connecti
 
 
 def verified_cookie() -> str:
-    from voice2fa_middleware import Identity, Voice2FAMiddleware
     from benchmarks.app import SECRET, settings
+    from voice2fa_middleware import Identity, Voice2FAMiddleware
 
     mw = Voice2FAMiddleware(lambda s, r, se: None, identify=lambda c: None, settings=settings(), caller=object())  # type: ignore[arg-type]
     token = mw.keys.verified.dumps({"b": mw._binding(Identity("bench", "+12025550143"))})
@@ -188,7 +188,6 @@ def main() -> None:
                 server = Server(config, env)
                 try:
                     if config == "session" and session_cookie is None:
-                        r = httpx.get(server.url + "/session")
                         from itsdangerous import TimestampSigner
 
                         data = base64.b64encode(json.dumps({"user": "bench"}).encode())
