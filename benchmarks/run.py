@@ -220,9 +220,8 @@ def main() -> None:
         print(f"{name:42} {rps:10.0f} {p99:8.2f} {rps / bare:6.2f} {unit}")
     print(f"\nloop: unrelated p99 {quiet:.2f} ms idle, {busy:.2f} ms with 100 challenges in flight (provider 2 s)")
     print(f"memory: {mem:.0f} MiB resident for 100,000 pending challenges in MemoryStore")
-    print(
-        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {args.rounds} interleaved rounds of {args.duration}s"
-    )
+    rounds = f"{args.rounds} interleaved rounds of {args.duration}s"
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {rounds}")
     print(
         f"overhead: unprotected={ratios['(b) middleware, unprotected route']:.3f} "
         f"verified={ratios['(c) middleware, verified cookie']:.3f} "
