@@ -637,3 +637,33 @@ def test_decorator_and_step_up(harness: Harness) -> None:
     with harness.client(None) as anonymous:
         assert anonymous.get("/account").text == "account: secret page"  # the app decides on sign-in
         assert anonymous.get("/").text == "public page"
+
+
+# -- no enumeration; client addresses behind proxies --------------------------------------------------
+
+
+def test_wrong_expired_and_unknown_challenges_answer_alike(harness: Harness) -> None:
+    json_headers = {"accept": "application/json"}
+    with harness.client() as c:
+        csrf, code = harness.challenge(c)
+        wrong = c.post("/voice2fa/verify", json={"code": wrong_for(code), "csrf_token": csrf}, headers=json_headers)
+        memory_store(harness)._challenges.clear()  # the challenge is gone (expired or unknown)
+        unknown = c.post("/voice2fa/verify", json={"code": code, "csrf_token": csrf}, headers=json_headers)
+        harness.clock.offset = 400
+        expired = c.post("/voice2fa/verify", json={"code": code, "csrf_token": csrf}, headers=json_headers)
+    for r in (wrong, unknown, expired):
+        assert r.status_code == 400
+        assert set(r.json()) == {"error", "message", "attempts_left"} and r.json()["error"] == "invalid_code"
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(harness_factory: Callable[..., Harness]) -> None:
+    trusting = harness_factory(trusted_proxies=["127.0.0.1/32"], calls_per_client_per_hour=1)
+    with trusting.client("alice") as a, trusting.client("bob") as b:
+        assert a.get("/account", headers={"x-forwarded-for": "203.0.113.7"}).status_code == 303
+        assert b.get("/account", headers={"x-forwarded-for": "203.0.113.8"}).status_code == 303  # another client
+    assert {e.client for e in trusting.events if e.kind == "challenge_created"} == {"203.0.113.7", "203.0.113.8"}
+    naive = harness_factory(calls_per_client_per_hour=1)
+    with naive.client("alice") as a, naive.client("bob") as b:
+        assert a.get("/account", headers={"x-forwarded-for": "203.0.113.7"}).status_code == 303
+        # Without trusted proxies the header is ignored: same peer, same budget.
+        assert b.get("/account", headers={"x-forwarded-for": "203.0.113.8"}).status_code == 429

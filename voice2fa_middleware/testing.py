@@ -64,7 +64,9 @@ class LiveServer:
             self._sock.bind((host, port))
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(app, log_level=log_level, lifespan="auto", access_log=False)
+        # proxy_headers=False: the peer address is what the app sees (uvicorn would otherwise
+        # take X-Forwarded-For from loopback peers, which every test client is).
+        config = uvicorn.Config(app, log_level=log_level, lifespan="auto", access_log=False, proxy_headers=False)
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
