@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -179,6 +180,24 @@ class Harness:
         self, client: httpx.Client, code: str, csrf: str, next_url: str = "/account", **extra: str
     ) -> httpx.Response:
         return client.post("/voice2fa/verify", data={"code": code, "csrf_token": csrf, "next": next_url, **extra})
+
+
+def submit_concurrently(url: str, cookies: dict[str, str], form: dict[str, str], count: int) -> list[int]:
+    """POST the same verify form from ``count`` threads released together; the statuses."""
+    results: list[int] = []
+    barrier = threading.Barrier(count)
+
+    def submit() -> None:
+        with httpx.Client(base_url=url, cookies=cookies, timeout=30) as client:
+            barrier.wait()
+            results.append(client.post("/voice2fa/verify", data=form).status_code)
+
+    threads = [threading.Thread(target=submit) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
 
 
 def csrf_of(html: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from voice2fa_middleware import RedisStore
 
-from .conftest import Harness, RedisServer, csrf_of
+from .conftest import Harness, RedisServer, csrf_of, submit_concurrently
 
 pytestmark = pytest.mark.redis
 
@@ -47,27 +47,11 @@ def test_redis_stopped_mid_flow_fails_closed_and_recovers(
 def test_fifty_concurrent_correct_submissions_one_success_on_redis(
     harness_factory: Callable[..., Harness], redis_server: RedisServer
 ) -> None:
-    import threading
-
-    import httpx
-
     h = harness_factory(store="redis")
     with h.client() as c:
         first = c.get("/account")
         csrf = csrf_of(c.get(first.headers["location"]).text)
         code = h.double.wait_for_code()
         cookies = dict(c.cookies)
-    results: list[int] = []
-    barrier = threading.Barrier(50)
-
-    def submit() -> None:
-        with httpx.Client(base_url=h.url, cookies=cookies, timeout=30) as client:
-            barrier.wait()
-            results.append(client.post("/voice2fa/verify", data={"code": code, "csrf_token": csrf}).status_code)
-
-    threads = [threading.Thread(target=submit) for _ in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = submit_concurrently(h.url, cookies, {"code": code, "csrf_token": csrf}, 50)
     assert results.count(303) == 1 and len(results) == 50

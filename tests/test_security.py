@@ -9,7 +9,6 @@ import hmac
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from voice2fa_middleware import _crypto as crypto_module
 from voice2fa_middleware._crypto import generate_code
 from voice2fa_middleware.testing import SignalWireDouble
 
-from .conftest import Harness, RecordingCaller, csrf_of
+from .conftest import Harness, RecordingCaller, csrf_of, submit_concurrently
 
 WRONG = "999999"
 
@@ -109,19 +108,7 @@ def test_s3_concurrent_correct_submissions_give_exactly_one_success(harness: Har
     with harness.client() as c:
         csrf, code = harness.challenge(c)
         cookies = dict(c.cookies)
-    results: list[int] = []
-    barrier = threading.Barrier(8)
-
-    def submit() -> None:
-        with httpx.Client(base_url=harness.url, cookies=cookies, timeout=20) as client:
-            barrier.wait()
-            results.append(harness.verify(client, code, csrf).status_code)
-
-    threads = [threading.Thread(target=submit) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = submit_concurrently(harness.url, cookies, {"code": code, "csrf_token": csrf, "next": "/account"}, 8)
     assert sorted(results).count(303) == 1
     assert all(s == 400 for s in results if s != 303)
 

@@ -75,15 +75,11 @@ class Keyring:
 
     # -- signed payloads ---------------------------------------------------------------
 
-    @staticmethod
-    def load(serializer: URLSafeTimedSerializer, token: str | None, max_age: int) -> Any:
+    @classmethod
+    def load(cls, serializer: URLSafeTimedSerializer, token: str | None, max_age: int) -> Any:
         """The payload of a signed token, or ``None`` for a missing, bad or expired one."""
-        if not token or len(token) > 4096:
-            return None
-        try:
-            return serializer.loads(token, max_age=max_age)
-        except (BadData, UnicodeError, ValueError):
-            return None
+        loaded = cls.load_with_time(serializer, token, max_age)
+        return None if loaded is None else loaded[0]
 
     @staticmethod
     def load_with_time(serializer: URLSafeTimedSerializer, token: str | None, max_age: int) -> tuple[Any, float] | None:

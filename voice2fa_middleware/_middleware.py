@@ -681,19 +681,18 @@ class Voice2FAMiddleware:
         next_url: str,
         *,
         dead: bool = False,
-        headers: dict[str, str] | None = None,
     ) -> Response:
-        key = "error.dead" if dead else "error.invalid_code"
-        message = translate(language, key)
+        """The one answer for a wrong, expired or unknown code (same status and shape)."""
+        message = translate(language, "error.dead" if dead else "error.invalid_code")
         if attempts_left > 0:
             message += " " + translate(language, "error.attempts_left", n=attempts_left)
-        if self._wants_json(request) or pending is None or ch is None:
-            if self._wants_json(request):
-                return json_response(400, {"error": "invalid_code", "message": message, "attempts_left": attempts_left})
-            return self.pages.message(
-                status=400, language=language, prefix=self.prefix, error="invalid_code", text=message, link=next_url
-            )
-        return self._render_verify(request, pending, ch, next_url, language, status=400, error=message)
+        if self._wants_json(request):
+            return json_response(400, {"error": "invalid_code", "message": message, "attempts_left": attempts_left})
+        if pending is not None and ch is not None:
+            return self._render_verify(request, pending, ch, next_url, language, status=400, error=message)
+        return self.pages.message(
+            status=400, language=language, prefix=self.prefix, error="invalid_code", text=message, link=next_url
+        )
 
     async def _verify_endpoint(self, request: Request) -> Response:
         if request.method == "GET":
