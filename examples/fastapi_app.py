@@ -21,7 +21,7 @@ from voice2fa_middleware import Identity, Voice2FAMiddleware, Voice2FASettings, 
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 DEMO_PHONE = os.environ.get("DEMO_PHONE", "+12025550143")
-settings = Voice2FASettings.from_env()
+settings = Voice2FASettings.from_env(logout_url="/logout", app_name="the voice2fa demo")
 
 
 async def identify(conn: HTTPConnection) -> tuple[str, str] | None:

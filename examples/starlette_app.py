@@ -24,7 +24,7 @@ from voice2fa_middleware import Voice2FAMiddleware, Voice2FASettings, require_vo
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 DEMO_PHONE = os.environ.get("DEMO_PHONE", "+12025550143")
-settings = Voice2FASettings.from_env()
+settings = Voice2FASettings.from_env(logout_url="/logout", app_name="the voice2fa demo")
 
 
 async def identify(conn: HTTPConnection) -> tuple[str, str] | None:

@@ -25,6 +25,7 @@ from starlette.websockets import WebSocket
 
 from voice2fa_middleware import (
     AuditEvent,
+    Identity,
     MemoryStore,
     ProtectedPath,
     Store,
@@ -206,9 +207,11 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-async def identify(conn: HTTPConnection) -> tuple[str, str] | None:
+async def identify(conn: HTTPConnection) -> Identity | None:
     user = conn.cookies.get("test_user")
-    return (user, PHONES[user]) if user in PHONES else None
+    if user not in PHONES:
+        return None
+    return Identity(user, PHONES[user], conn.cookies.get("test_version", ""))
 
 
 async def account(request: Request) -> Response:

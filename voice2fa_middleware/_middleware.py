@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import anyio
-from cachetools import TTLCache
+from itsdangerous import URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
@@ -160,7 +160,13 @@ class Voice2FAMiddleware:
         self._identify_is_async = _is_async_callable(identify)
         self.rules = PathRules(protect)
         self.keys = Keyring(s.secret_keys)
-        self._verified_cache: TTLCache[tuple[str, str], float] = TTLCache(maxsize=10_000, ttl=60)
+        self._public_https = (s.public_url or "").startswith("https:")
+        # What proves a verification: the verified cookie, then a remembered device.
+        self._proofs = [("verified", self.keys.verified, s.verified_max_age)]
+        if s.remember_days > 0:
+            self._proofs.append(("remember", self.keys.remember, s.remember_days * 86400))
+        # (token, binding) -> (signed at, cached until); a plain dict: this is the hot path.
+        self._verified_cache: dict[tuple[str, str], tuple[float, float]] = {}
         self.clock = clock
         self.on_event = on_event
         self.select_language = select_language
@@ -288,6 +294,8 @@ class Voice2FAMiddleware:
             return None
         if isinstance(result, Identity):
             return result
+        if type(result) is tuple and len(result) == 2 and type(result[0]) is str and type(result[1]) is str:
+            return Identity(result[0], result[1])
         if isinstance(result, tuple) and len(result) in (2, 3):
             return Identity(*(str(x) for x in result))
         raise TypeError("identify must return (user_id, phone), Identity or None")
@@ -295,7 +303,8 @@ class Voice2FAMiddleware:
     def _secure(self, conn: HTTPConnection) -> bool:
         if self.settings.cookie_secure is not None:
             return self.settings.cookie_secure
-        return conn.url.scheme in ("https", "wss") or (self.settings.public_url or "").startswith("https:")
+        # scope["scheme"], not conn.url: building the URL costs more than the whole check.
+        return conn.scope.get("scheme") in ("https", "wss") or self._public_https
 
     def _cookie_name(self, conn: HTTPConnection, kind: str) -> str:
         return f"__Host-voice2fa_{kind}" if self._secure(conn) else f"voice2fa_{kind}"
@@ -305,22 +314,33 @@ class Voice2FAMiddleware:
         return self.keys.tag("bind", f"{identity.user_id}\x00{identity.phone}\x00{identity.version}")
 
     def _verified_at(self, conn: HTTPConnection, identity: Identity) -> float | None:
-        token = conn.cookies.get(self._cookie_name(conn, "verified"))
-        if not token:
-            return None
+        """When this user verified: the verified cookie, else a remembered device."""
         binding = f"{identity.user_id}\x00{identity.phone}\x00{identity.version}"
+        cookies = conn.cookies
+        for kind, serializer, max_age in self._proofs:
+            token = cookies.get(self._cookie_name(conn, kind))
+            if token:
+                at = self._proof_time(token, binding, serializer, max_age)
+                if at is not None:
+                    return at
+        return None
+
+    def _proof_time(self, token: str, binding: str, serializer: URLSafeTimedSerializer, max_age: int) -> float | None:
         # Positive results only, for a minute: a signed token cannot be forged, so the same
         # token and binding always verify the same way; expiry is still checked each time.
+        now = self._now()
         cached = self._verified_cache.get((token, binding))
-        if cached is not None:
-            return cached if self._now() - cached <= self.settings.verified_max_age else None
-        signed_at = self._check_verified(token, binding)
+        if cached is not None and now < cached[1]:
+            return cached[0] if now - cached[0] <= max_age else None
+        signed_at = self._check_proof(token, binding, serializer, max_age)
         if signed_at is not None:
-            self._verified_cache[(token, binding)] = signed_at
+            if len(self._verified_cache) >= 10_000:
+                self._verified_cache.clear()  # bounded; a miss only costs one signature check
+            self._verified_cache[(token, binding)] = (signed_at, now + 60)
         return signed_at
 
-    def _check_verified(self, token: str, binding: str) -> float | None:
-        loaded = self.keys.load_with_time(self.keys.verified, token, self.settings.verified_max_age)
+    def _check_proof(self, token: str, binding: str, serializer: URLSafeTimedSerializer, max_age: int) -> float | None:
+        loaded = self.keys.load_with_time(serializer, token, max_age)
         if loaded is None:
             return None
         payload, signed_at = loaded
@@ -742,8 +762,12 @@ class Voice2FAMiddleware:
             response = json_response(200, {"verified": True, "next": next_url})
         else:
             response = RedirectResponse(next_url, status_code=303, headers={"cache-control": "no-store"})
-        token = self.keys.verified.dumps({"b": self._binding(identity)})
-        self._set_cookie(response, request, "verified", token, self.settings.verified_max_age)
+        proof = {"b": self._binding(identity)}
+        self._set_cookie(response, request, "verified", self.keys.verified.dumps(proof), self.settings.verified_max_age)
+        if self.settings.remember_days > 0 and form.get("remember") in ("1", "on", "true"):
+            self._set_cookie(
+                response, request, "remember", self.keys.remember.dumps(proof), self.settings.remember_days * 86400
+            )
         self._delete_cookie(response, request, "pending")
         return response
 
@@ -795,7 +819,8 @@ class Voice2FAMiddleware:
             status_text=translate(language, f"page.status.{call_status}"),
             status_labels=self._status_labels.get(language, self._status_labels["en"]),
             resend_in=self._resend_in(ch),
-            remember_days=0,
+            remember_days=self.settings.remember_days,
+            logout_url=self.settings.logout_url,
         )
 
     async def _status_page_endpoint(self, request: Request) -> Response:

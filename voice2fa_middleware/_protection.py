@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 class Identity(NamedTuple):
     """Who is signed in, as the app's ``identify`` callable tells it.
 
-    ``version`` is any string the app changes to revoke what was verified before, for
-    example when the password or the phone number changes.
+    ``version`` is any string the app changes to revoke what was verified before (verified
+    cookies and remembered devices), for example when the password or the phone changes.
     """
 
     user_id: str
@@ -64,7 +64,10 @@ class PathRules:
         parts = [self._regex(r.pattern) for r in self.rules]
         # DOTALL: a path parameter may hold a newline, which "." must match too.
         self._any = re.compile("|".join(f"(?:{p})" for p in parts), re.S) if parts else None
-        self._each = [(re.compile(p, re.S), r) for p, r in zip(parts, self.rules, strict=True)]
+        each = [(re.compile(p, re.S), r) for p, r in zip(parts, self.rules, strict=True)]
+        # Strictest first (smallest fresh_within), so the first match is the one to apply.
+        each.sort(key=lambda pr: pr[1].fresh_within if pr[1].fresh_within is not None else float("inf"))
+        self._each = each
 
     @staticmethod
     def _regex(pattern: str) -> str:
@@ -77,9 +80,9 @@ class PathRules:
         """The strictest rule matching ``path`` (smallest ``fresh_within``), or ``None``."""
         if self._any is None or self._any.match(path) is None:
             return None
-        found = [r for regex, r in self._each if regex.match(path)]
-        found.sort(key=lambda r: r.fresh_within if r.fresh_within is not None else float("inf"))
-        return found[0]
+        if len(self._each) == 1:
+            return self._each[0][1]
+        return next(r for regex, r in self._each if regex.match(path))
 
 
 class VerificationRequired(Exception):

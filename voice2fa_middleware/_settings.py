@@ -72,6 +72,11 @@ class Voice2FASettings:
     cookie_secure: bool | None = None
     """``None``: Secure (and the ``__Host-`` prefix) when the request or public URL is https."""
     verified_max_age: int = 12 * 3600
+    remember_days: int = 30
+    """Lifetime of "remember this device" (an opt-in checkbox); 0 removes the option.
+    Revoke every remembered device of a user by changing ``Identity.version``."""
+    logout_url: str | None = None
+    """Shown on the verify page as "Sign out" (a POST form), when set."""
     trusted_proxies: Sequence[str] = ()
     """Addresses or networks whose ``X-Forwarded-For`` is believed."""
 
@@ -241,6 +246,10 @@ class Voice2FASettings:
                     "VOICE2FA_PUBLIC_URL is required with SignalWire: the URL (or tunnel) "
                     "SignalWire fetches the call script from"
                 )
+        if self.logout_url is not None and (not self.logout_url.startswith("/") or self.logout_url.startswith("//")):
+            problems.append("logout_url must be a path on this site, such as /logout")
+        if self.remember_days < 0:
+            problems.append("remember_days must be 0 (off) or more")
         for net in self.trusted_proxies:
             try:
                 ipaddress.ip_network(net, strict=False)

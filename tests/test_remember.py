@@ -1,0 +1,63 @@
+"""Remember this device: opt-in, bound to the user, lasting remember_days, revocable."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from .conftest import Harness
+
+
+def test_remembered_device_skips_the_call_until_the_app_revokes_it(harness: Harness) -> None:
+    with harness.client() as c:
+        csrf, code = harness.challenge(c)
+        r = harness.verify(c, code, csrf, remember="1")
+        assert r.status_code == 303
+        remember = [x for x in r.headers.get_list("set-cookie") if x.startswith("voice2fa_remember=")]
+        assert remember and "Max-Age=2592000" in remember[0] and "HttpOnly" in remember[0]
+        token = c.cookies["voice2fa_remember"]
+    with harness.client() as later:  # a new browser session: only the remembered device
+        later.cookies.set("voice2fa_remember", token)
+        assert later.get("/account").text == "account: secret page"
+        assert "set-cookie" not in later.get("/account").headers  # nothing rewritten
+        assert len(harness.double.create_requests) == 1  # no call for the remembered device
+        harness.clock.offset = 61
+        assert later.get("/pay").status_code == 303  # step-up still wants a fresh call
+    with harness.client("bob") as bob:
+        bob.cookies.set("voice2fa_remember", token)
+        assert bob.get("/account").status_code == 303  # worthless to another user
+    with harness.client() as revoked:
+        revoked.cookies.set("voice2fa_remember", token)
+        revoked.cookies.set("test_version", "password-changed")
+        assert revoked.get("/account").status_code == 303
+
+
+def test_no_remember_cookie_without_the_checkbox(harness: Harness) -> None:
+    with harness.client() as c:
+        csrf, code = harness.challenge(c)
+        page = c.get("/voice2fa/verify?next=/account")
+        assert 'name="remember"' in page.text and "30 days" in page.text
+        r = harness.verify(c, code, csrf)
+        assert not any(x.startswith("voice2fa_remember=") for x in r.headers.get_list("set-cookie"))
+
+
+def test_remember_can_be_turned_off_and_sign_out_shown(harness_factory: Callable[..., Harness]) -> None:
+    h = harness_factory(remember_days=0, logout_url="/logout")
+    with h.client() as c:
+        csrf, code = h.challenge(c)
+        page = c.get("/voice2fa/verify?next=/account")
+        assert 'name="remember"' not in page.text
+        assert re.search(r'<form method="post" action="/logout">', page.text) and "Sign out" in page.text
+        r = h.verify(c, code, csrf, remember="1")
+        assert not any(x.startswith("voice2fa_remember=") for x in r.headers.get_list("set-cookie"))
+
+
+def test_verify_page_speaks_the_users_language(harness: Harness) -> None:
+    with harness.client(headers={"accept-language": "de-DE,de;q=0.9"}) as c:
+        r = c.get("/account", follow_redirects=True)
+        assert '<html lang="de">' in r.text and "Bestätigungscode" in r.text and "•••• 0143" in r.text
+        harness.double.wait_for_calls(1)
+        call = harness.double.calls[0]
+        assert "Taste" in call.says[0] and "Ihr Bestätigungscode lautet" in call.says[1]
+    with harness.client(headers={"accept-language": "ja"}) as c:
+        assert "Verify it" in c.get("/account", follow_redirects=True).text  # unknown: English
