@@ -1,0 +1,204 @@
+"""The verify experience in a real browser: Playwright driving Debian's Chromium, headless.
+
+Screenshots go to ``test-artifacts/`` (or ``$VOICE2FA_ARTIFACTS``). Needs the ``chromium``
+Debian package; CI installs it, and locally these tests skip without it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voice2fa_middleware.testing import SignalWireDouble, port_for_later
+
+from ..conftest import ROOT, SECRET
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("VOICE2FA_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("VOICE2FA_ARTIFACTS", ROOT / "test-artifacts"))
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the test extra)")
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is required in CI (apt-get install chromium)")
+        pytest.skip("Chromium not found: apt-get install chromium")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(uvicorn_factory: Callable[..., Any]) -> Iterator[tuple[str, SignalWireDouble]]:
+    with SignalWireDouble() as double:
+        port = port_for_later()
+        env = {**double.env(public_url=f"http://127.0.0.1:{port}"), "VOICE2FA_SECRET_KEY": SECRET}
+        app = uvicorn_factory("examples.starlette_app:app", env, port=port)
+        yield app.url, double
+
+
+def new_page(browser: Any, base: str, **context: Any) -> Any:
+    ctx = browser.new_context(base_url=base, bypass_csp=True, **context)
+    page = ctx.new_page()
+    page.set_default_timeout(15_000)
+    return page
+
+
+def sign_in_and_open_account(page: Any) -> None:
+    page.goto("/login")
+    page.get_by_label("Username").fill("demo")
+    page.get_by_label("Password").fill("demo")
+    page.get_by_role("button", name="Sign in").click()
+    page.goto("/account")
+    page.wait_for_url("**/voice2fa/verify?next=%2Faccount")
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_whole_flow_in_chromium(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
+    base, double = site
+    page = new_page(browser, base)
+    sign_in_and_open_account(page)
+    assert page.get_by_role("heading", name="Verify it's you").is_visible()
+    assert "•••• 0143" in page.content()
+    page.wait_for_function("document.getElementById('v2fa-status-text').textContent.includes('ended')")
+    shot(page, "verify-desktop")
+    code = double.wait_for_code()
+    page.get_by_label("Verification code").fill(code)
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url("**/account")
+    assert page.get_by_role("heading", name="Your account").is_visible()
+    shot(page, "account-after-verify")
+    page.context.close()
+
+
+def test_wrong_code_is_announced_with_attempts_left(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
+    base, double = site
+    page = new_page(browser, base)
+    sign_in_and_open_account(page)
+    code = double.wait_for_code()
+    page.get_by_label("Verification code").fill("000000" if code != "000000" else "111111")
+    page.get_by_role("button", name="Verify").click()
+    alert = page.get_by_role("alert")
+    assert "4 attempts left" in alert.inner_text()
+    assert page.get_by_label("Verification code").get_attribute("aria-invalid") == "true"
+    shot(page, "verify-wrong-code")
+    page.context.close()
+
+
+def test_resend_button_counts_down(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
+    base, _double = site
+    page = new_page(browser, base)
+    sign_in_and_open_account(page)
+    resend = page.get_by_role("button", name="Call me again")
+    assert resend.is_disabled()
+    first = page.locator("#v2fa-resend-wait").inner_text()
+    seconds = int("".join(ch for ch in first if ch.isdigit()))
+    assert 0 < seconds <= 30
+    page.wait_for_function(
+        f"(() => {{ const t = document.getElementById('v2fa-resend-wait').textContent; "
+        f"const n = parseInt(t.replace(/[^0-9]/g, ''), 10); return n < {seconds}; }})()"
+    )
+    shot(page, "verify-resend-countdown")
+    page.context.close()
+
+
+def test_phone_width_has_no_horizontal_scroll(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
+    base, _double = site
+    page = new_page(browser, base, viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
+    sign_in_and_open_account(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    box = page.get_by_role("button", name="Verify").bounding_box()
+    assert box is not None and box["height"] >= 44  # a thumb-sized target
+    shot(page, "verify-phone")
+    page.context.close()
+
+
+def test_keyboard_only(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
+    base, double = site
+    page = new_page(browser, base)
+    sign_in_and_open_account(page)
+    assert page.evaluate("document.activeElement.id") == "v2fa-code"  # focus starts on the code
+    code = double.wait_for_code()
+    page.keyboard.type(code)
+    page.keyboard.press("Tab")  # the remember checkbox, then the button
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent.trim()") == "Verify"
+    shot(page, "verify-keyboard-focus")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/account")
+    page.context.close()
+
+
+def test_spanish_and_dark_mode(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
+    base, double = site
+    page = new_page(browser, base, locale="es-ES", color_scheme="dark")
+    sign_in_and_open_account(page)
+    assert page.get_by_role("heading", name="Confirme que es usted").is_visible()
+    assert page.evaluate("document.documentElement.lang") == "es"
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(17, 20, 24)"
+    double.wait_for_calls(1)
+    assert "Pulse cualquier tecla" in double.calls[0].says[0]
+    shot(page, "verify-spanish-dark")
+    page.context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_violations(browser: Any, site: tuple[str, SignalWireDouble], scheme: str) -> None:
+    axe_js = pytest.importorskip("axe_playwright_python", reason="needs axe-playwright-python (the test extra)")
+    script = Path(axe_js.__file__).with_name("axe.min.js")
+    base, _double = site
+    page = new_page(browser, base, color_scheme=scheme)
+    sign_in_and_open_account(page)
+    page.add_script_tag(path=str(script))
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    serious = [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    assert serious == [], result["violations"]
+    page.context.close()
+
+
+def test_dev_phone_shows_and_speaks_the_console_call(browser: Any, uvicorn_factory: Callable[..., Any]) -> None:
+    app = uvicorn_factory("examples.starlette_app:app", {"VOICE2FA_SECRET_KEY": SECRET})  # console caller
+    phone = new_page(browser, app.url)
+    # Record what the page asks the browser to speak (headless Chromium has no audio out).
+    phone.add_init_script(
+        "window.__spoken = []; window.speechSynthesis.speak = (u) => window.__spoken.push(u.text);"
+        "window.speechSynthesis.cancel = () => {};"
+    )
+    phone.goto("/voice2fa/dev/phone")
+    assert phone.get_by_role("heading", name="Dev phone").is_visible()
+    verify = phone.context.new_page()
+    sign_in_and_open_account(verify)
+    phone.wait_for_function("window.__spoken.some((t) => /\\d, \\d, \\d, \\d, \\d, \\d/.test(t))")
+    transcript = phone.locator("#v2fa-calls").inner_text()
+    assert "Press any key" in transcript and "Your verification code is" in transcript
+    shot(phone, "dev-phone")
+    spoken = phone.evaluate("window.__spoken")
+    code = next("".join(c for c in t if c.isdigit()) for t in spoken if "code is" in t)
+    verify.get_by_label("Verification code").fill(code)
+    verify.get_by_role("button", name="Verify").click()
+    verify.wait_for_url("**/account")
+    phone.context.close()
