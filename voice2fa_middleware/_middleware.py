@@ -94,6 +94,10 @@ class Voice2FAHandle:
         self._identified = False
         self._verified_at: float | None = None
 
+    def _release(self) -> None:
+        self._scope = {}
+        self._conn = None
+
     def _connection(self) -> HTTPConnection:
         if self._conn is None:
             self._conn = HTTPConnection(self._scope)
@@ -125,7 +129,12 @@ class Voice2FAHandle:
         Anonymous users go on: signing in is the app's job.
         """
         identity = await self.identity()
-        if identity is None or await self.is_verified(fresh_within):
+        if identity is None:
+            return None
+        if self._verified_at is None:
+            self._verified_at = self._mw._verified_at(self._connection(), identity)
+        at = self._verified_at
+        if at is not None and (fresh_within is None or self._mw.clock() - at <= fresh_within):
             return None
         return await self._mw._challenge(Request(self._scope), identity)
 
@@ -161,6 +170,11 @@ class Voice2FAMiddleware:
         self.rules = PathRules(protect)
         self.keys = Keyring(s.secret_keys)
         self._public_https = (s.public_url or "").startswith("https:")
+        kinds = ("pending", "verified", "remember")
+        self._cookie_names = {
+            True: {k: f"__Host-voice2fa_{k}" for k in kinds},
+            False: {k: f"voice2fa_{k}" for k in kinds},
+        }
         # What proves a verification: the verified cookie, then a remembered device.
         self._proofs = [("verified", self.keys.verified, s.verified_max_age)]
         if s.remember_days > 0:
@@ -246,22 +260,27 @@ class Voice2FAMiddleware:
             return
         handle = Voice2FAHandle(self, scope)
         scope["voice2fa"] = handle
-        rule = self.rules.match(path)
-        if rule is not None:
-            if scope["type"] == "websocket":
-                if await handle.identity() is not None and not await handle.is_verified(rule.fresh_within):
-                    await send({"type": "websocket.close", "code": 1008, "reason": ""})
-                    return
-            else:
-                denied = await handle.require(rule.fresh_within)
-                if denied is not None:
-                    await denied(scope, receive, send)
-                    return
         try:
-            await self.app(scope, receive, send)
-        except VerificationRequired as exc:
-            # Raised by the FastAPI dependency before the endpoint answered anything.
-            await exc.response(scope, receive, send)
+            rule = self.rules.match(path)
+            if rule is not None:
+                if scope["type"] == "websocket":
+                    if await handle.identity() is not None and not await handle.is_verified(rule.fresh_within):
+                        await send({"type": "websocket.close", "code": 1008, "reason": ""})
+                        return
+                else:
+                    denied = await handle.require(rule.fresh_within)
+                    if denied is not None:
+                        await denied(scope, receive, send)
+                        return
+            try:
+                await self.app(scope, receive, send)
+            except VerificationRequired as exc:
+                # Raised by the FastAPI dependency before the endpoint answered anything.
+                await exc.response(scope, receive, send)
+        finally:
+            # scope -> handle -> scope is a reference cycle; breaking it lets every request
+            # be freed at once instead of by the cyclic garbage collector.
+            handle._release()
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -307,7 +326,7 @@ class Voice2FAMiddleware:
         return conn.scope.get("scheme") in ("https", "wss") or self._public_https
 
     def _cookie_name(self, conn: HTTPConnection, kind: str) -> str:
-        return f"__Host-voice2fa_{kind}" if self._secure(conn) else f"voice2fa_{kind}"
+        return self._cookie_names[self._secure(conn)][kind]
 
     def _binding(self, identity: Identity) -> str:
         """Ties a verification to the user, the phone and the app's version string."""
