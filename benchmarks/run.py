@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -101,38 +102,28 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str] | None:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-def loop_block(duration: int) -> tuple[float, float]:
-    """p99 of unrelated requests with no challenge in flight, then with 100 in flight while
-    the provider takes 2 s to answer each Create Call."""
+def loop_block(rounds: int) -> tuple[float, float]:
+    """p99 of unrelated requests with no challenge in flight, then while 100 challenges are
+    in flight (each waiting 2 s for the provider to answer Create Call). wrk runs for 1 s
+    inside that window, once per round; the medians are returned."""
     server = Server("middleware", {"BENCH_PROVIDER_DELAY": "2"})
+    quiet: list[float] = []
+    busy: list[float] = []
+
+    async def start_100(tag: int) -> None:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as c:
+            await asyncio.gather(*(c.get("/protected", headers={"cookie": f"user=r{tag}-{i}"}) for i in range(100)))
+
     try:
-        _, quiet = wrk(server.url + "/", duration, connections=8)
-
-        async def flood(stop: float) -> None:
-            # 100 workers, started 20 ms apart, each keeping one challenge in flight: a steady
-            # 100 calls pending at the provider, not bursts of 100 arriving at once.
-            async with httpx.AsyncClient(
-                base_url=server.url, timeout=30, limits=httpx.Limits(max_connections=200)
-            ) as c:
-
-                async def worker(i: int) -> None:
-                    await asyncio.sleep(i * 0.02)
-                    n = 0
-                    while time.monotonic() < stop:
-                        await c.get("/protected", headers={"cookie": f"user=u{i}-{n}"})
-                        n += 1
-
-                await asyncio.gather(*(worker(i) for i in range(100)))
-
-        import threading
-
-        stop = time.monotonic() + duration + 4
-        t = threading.Thread(target=lambda: asyncio.run(flood(stop)))
-        t.start()
-        time.sleep(2.5)  # all 100 in flight
-        _, busy = wrk(server.url + "/", duration, connections=8)
-        t.join()
-        return quiet, busy
+        for n in range(rounds):
+            quiet.append(wrk(server.url + "/", 1, connections=8)[1])
+            flood = threading.Thread(target=lambda n=n: asyncio.run(start_100(n)))
+            flood.start()
+            time.sleep(0.5)  # all 100 are now waiting on the provider
+            busy.append(wrk(server.url + "/", 1, connections=8)[1])
+            flood.join()
+        return statistics.median(quiet), statistics.median(busy)
     finally:
         server.stop()
 
@@ -213,7 +204,7 @@ def main() -> None:
                 finally:
                     server.stop()
         full = set("abcde") <= set(args.only)
-        quiet, busy = loop_block(args.duration) if full else (1.0, 1.0)
+        quiet, busy = loop_block(max(args.rounds, 3)) if full else (1.0, 1.0)
         mem = memory_for(100_000) if full else 0.0
     finally:
         if redis:
@@ -243,6 +234,7 @@ def main() -> None:
     if args.results:
         Path(args.results).write_text("```\n" + "\n".join(lines) + "\n```\n")
     print("\n" + "\n".join(lines))
+
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@ against the countries and number types the deployment is willing to pay for (S9)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -45,6 +46,13 @@ def check_phone(raw: object, allowed_regions: Iterable[str] | None) -> PhoneChec
     """Parse ``raw`` (E.164 expected) and decide whether a call may go to it."""
     if not isinstance(raw, str) or not raw.strip() or len(raw) > 32:
         return PhoneCheck(None, "invalid")
+    regions = None if allowed_regions is None else frozenset(r.upper() for r in allowed_regions)
+    return _check_phone(raw, regions)
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_phone(raw: str, regions: frozenset[str] | None) -> PhoneCheck:
+    # Cached: libphonenumber's validation costs ~100 us, and a user's number rarely changes.
     try:
         parsed = phonenumbers.parse(raw.strip(), None)
     except phonenumbers.NumberParseException:
@@ -54,8 +62,7 @@ def check_phone(raw: object, allowed_regions: Iterable[str] | None) -> PhoneChec
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     if phonenumbers.number_type(parsed) not in ALLOWED_TYPES:
         return PhoneCheck(e164, "number_type")
-    if allowed_regions is not None:
-        regions = {r.upper() for r in allowed_regions}
+    if regions is not None:
         region = phonenumbers.region_code_for_number(parsed)
         if region not in regions:
             return PhoneCheck(e164, "country")
