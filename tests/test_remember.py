@@ -61,3 +61,18 @@ def test_verify_page_speaks_the_users_language(harness: Harness) -> None:
         assert "Taste" in call.says[0] and "Ihr Bestätigungscode lautet" in call.says[1]
     with harness.client(headers={"accept-language": "ja"}) as c:
         assert "Verify it" in c.get("/account", follow_redirects=True).text  # unknown: English
+
+
+def test_a_verified_cookie_is_not_a_remembered_device(harness_factory: Callable[..., Harness]) -> None:
+    h = harness_factory(verified_max_age=1)
+    with h.client() as c:
+        csrf, code = h.challenge(c)
+        assert h.verify(c, code, csrf).status_code == 303
+        verified = c.cookies["voice2fa_verified"]
+        assert c.get("/account").status_code == 200  # checked, and cached
+    with h.client() as swapped:
+        import time
+
+        time.sleep(2.1)  # the verified cookie has expired (whole-second timestamps)
+        swapped.cookies.set("voice2fa_remember", verified)  # same token, other slot
+        assert swapped.get("/account").status_code == 303

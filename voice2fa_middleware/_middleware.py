@@ -180,7 +180,7 @@ class Voice2FAMiddleware:
         if s.remember_days > 0:
             self._proofs.append(("remember", self.keys.remember, s.remember_days * 86400))
         # (token, binding) -> (signed at, cached until); a plain dict: this is the hot path.
-        self._verified_cache: dict[tuple[str, str], tuple[float, float]] = {}
+        self._verified_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
         self.clock = clock
         self.on_event = on_event
         self.select_language = select_language
@@ -340,23 +340,26 @@ class Voice2FAMiddleware:
         for kind, serializer, max_age in self._proofs:
             token = cookies.get(self._cookie_name(conn, kind))
             if token:
-                at = self._proof_time(token, binding, serializer, max_age)
+                at = self._proof_time(kind, token, binding, serializer, max_age)
                 if at is not None:
                     return at
         return None
 
-    def _proof_time(self, token: str, binding: str, serializer: URLSafeTimedSerializer, max_age: int) -> float | None:
+    def _proof_time(
+        self, kind: str, token: str, binding: str, serializer: URLSafeTimedSerializer, max_age: int
+    ) -> float | None:
         # Positive results only, for a minute: a signed token cannot be forged, so the same
         # token and binding always verify the same way; expiry is still checked each time.
         now = self._now()
-        cached = self._verified_cache.get((token, binding))
+        # The kind is part of the key: a verified token in the remember slot must not hit.
+        cached = self._verified_cache.get((kind, token, binding))
         if cached is not None and now < cached[1]:
             return cached[0] if now - cached[0] <= max_age else None
         signed_at = self._check_proof(token, binding, serializer, max_age)
         if signed_at is not None:
             if len(self._verified_cache) >= 10_000:
                 self._verified_cache.clear()  # bounded; a miss only costs one signature check
-            self._verified_cache[(token, binding)] = (signed_at, now + 60)
+            self._verified_cache[(kind, token, binding)] = (signed_at, now + 60)
         return signed_at
 
     def _check_proof(self, token: str, binding: str, serializer: URLSafeTimedSerializer, max_age: int) -> float | None:
