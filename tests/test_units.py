@@ -110,6 +110,8 @@ def test_settings_from_env_and_dotenv(tmp_path: pytest.TempPathFactory) -> None:
         ({"code_digits": 4}, "code_digits"),
         ({"lockout_failures": 100}, "lockout_failures"),
         ({"calls_per_hour": 0}, "calls_per_hour"),
+        ({"logout_url": "/\\evil.example"}, "logout_url"),
+        ({"logout_url": "https://evil.example/logout"}, "logout_url"),
     ],
 )
 def test_unsafe_settings_fail_at_start_up_with_a_clear_message(kwargs: dict[str, object], message: str) -> None:
@@ -379,3 +381,56 @@ async def test_root_path_is_stripped_before_matching() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         r = await client.get("/api/account/x")
         assert r.status_code == 303 and "SECRET" not in r.text
+
+
+def test_tokens_with_foreign_characters_are_refused() -> None:
+    from voice2fa_middleware._crypto import Keyring
+
+    keys = Keyring([SECRET])
+    token = keys.verified.dumps({"b": "x"})
+    assert keys.load(keys.verified, token, 60) == {"b": "x"}
+    payload, stamp, sig = token.split(".")
+    # base64 decoding would skip these characters: one valid token, endless spellings.
+    assert keys.load(keys.verified, f"{payload}.{stamp}.{sig[:5]}!!!{sig[5:]}", 60) is None
+
+
+@pytest.mark.anyio
+async def test_sign_out_is_never_challenged_even_under_a_catch_all_pattern() -> None:
+    async def identify(conn: object) -> tuple[str, str]:
+        return ("alice", "+12025550143")
+
+    async def page(request: object) -> PlainTextResponse:
+        return PlainTextResponse("page")
+
+    app = Starlette(routes=[Route("/logout", page, methods=["POST"]), Route("/account", page)])
+    app.add_middleware(
+        Voice2FAMiddleware,
+        identify=identify,
+        protect=["/*"],
+        caller=_NoCaller(),
+        settings=Voice2FASettings(secret_key=SECRET, logout_url="/logout"),
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert (await client.get("/account")).status_code == 303
+        assert (await client.post("/logout")).text == "page"
+
+
+@pytest.mark.anyio
+async def test_the_handle_leaves_the_scope_with_the_request() -> None:
+    seen: dict[str, object] = {}
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        seen["during"] = scope.get("voice2fa")
+        seen["scope"] = scope
+        await PlainTextResponse("ok")(scope, receive, send)  # type: ignore[arg-type]
+
+    async def identify(conn: object) -> None:
+        return None
+
+    mw = Voice2FAMiddleware(app, identify=identify, settings=Voice2FASettings(secret_key=SECRET), caller=_NoCaller())  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=mw)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert (await client.get("/")).text == "ok"
+    assert seen["during"] is not None
+    assert "voice2fa" not in seen["scope"]  # type: ignore[operator]  # no scope <-> handle cycle left

@@ -10,10 +10,11 @@ from ._errors import (
     StoreFullError,
     Voice2FAError,
 )
-from ._middleware import Voice2FAHandle, Voice2FAMiddleware, safe_next
+from ._middleware import Voice2FAHandle, Voice2FAMiddleware
 from ._protection import Identity, ProtectedPath, VerificationRequired, VoiceTwoFactor, require_voice_2fa
 from ._settings import Voice2FASettings
 from ._store import Bucket, Challenge, MemoryStore, Store
+from ._urls import safe_next
 from ._webhooks import compute_signature, is_valid_signature
 
 __version__ = "0.1.0"

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Sequence
 from typing import Any
 
 from itsdangerous import BadData, URLSafeTimedSerializer
+
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.]+")
 
 
 def generate_code(digits: int) -> str:
@@ -84,7 +87,9 @@ class Keyring:
     @staticmethod
     def load_with_time(serializer: URLSafeTimedSerializer, token: str | None, max_age: int) -> tuple[Any, float] | None:
         """Like :meth:`load`, with the time the token was signed (a Unix timestamp)."""
-        if not token or len(token) > 4096:
+        # Only the characters itsdangerous emits: base64 decoding would skip others, making
+        # endless spellings of one valid token (and flooding caches keyed by the token).
+        if not token or len(token) > 4096 or not _TOKEN_CHARS.fullmatch(token):
             return None
         try:
             payload, signed_at = serializer.loads(token, max_age=max_age, return_timestamp=True)

@@ -34,6 +34,7 @@ from ._phone import check_phone, mask, region_of
 from ._protection import Identify, Identity, PathRules, ProtectedPath, VerificationRequired
 from ._settings import Voice2FASettings, is_loopback_host
 from ._store import Bucket, Challenge, MemoryStore, Store
+from ._urls import safe_next
 from ._webhooks import SIGNATURE_HEADERS, is_valid_signature
 
 logger = logging.getLogger("voice2fa")
@@ -65,22 +66,6 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-def safe_next(value: object) -> str | None:
-    """``value`` when it is a path on this site, else ``None`` (S12).
-
-    Refuses schemes (``javascript:``, ``https:``), hosts (``//evil``), backslashes (which
-    browsers read as slashes), control characters and whitespace (which browsers strip).
-    """
-    if not isinstance(value, str) or not value.startswith("/") or len(value) > 2048:
-        return None
-    if value.startswith("//") or "\\" in value or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value):
-        return None
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return None
-    return value
-
-
 class Voice2FAHandle:
     """Put in ``scope["voice2fa"]`` for the app: is the user verified, and when."""
 
@@ -93,10 +78,6 @@ class Voice2FAHandle:
         self._identity: Identity | None = None
         self._identified = False
         self._verified_at: float | None = None
-
-    def _release(self) -> None:
-        self._scope = {}
-        self._conn = None
 
     def _connection(self) -> HTTPConnection:
         if self._conn is None:
@@ -202,7 +183,6 @@ class Voice2FAMiddleware:
             else:
                 store = MemoryStore(max_challenges=s.memory_max_challenges, clock=clock)
         self.store: Store = store
-        self._store_in_process = type(store) is MemoryStore
         if caller is None:
             if s.uses_signalwire:
                 assert s.space_url and s.signalwire_project and s.signalwire_token
@@ -262,7 +242,8 @@ class Voice2FAMiddleware:
         handle = Voice2FAHandle(self, scope)
         scope["voice2fa"] = handle
         try:
-            rule = self.rules.match(path)
+            # The app's sign-out (the verify page's "Sign out" posts to it) is never challenged.
+            rule = None if path == self.settings.logout_url else self.rules.match(path)
             if rule is not None:
                 if scope["type"] == "websocket":
                     if await handle.identity() is not None and not await handle.is_verified(rule.fresh_within):
@@ -281,7 +262,7 @@ class Voice2FAMiddleware:
         finally:
             # scope -> handle -> scope is a reference cycle; breaking it lets every request
             # be freed at once instead of by the cyclic garbage collector.
-            handle._release()
+            scope.pop("voice2fa", None)
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -411,7 +392,7 @@ class Voice2FAMiddleware:
     async def _store(self, awaitable: Awaitable[Any]) -> Any:
         """Run a store operation with the store timeout; any failure is a ``StoreError``."""
         try:
-            if self._store_in_process:  # never awaits anything: a cancel scope would only cost
+            if type(self.store) is MemoryStore:  # never awaits: a cancel scope would only cost
                 return await awaitable
             with anyio.fail_after(self.settings.store_timeout):
                 return await awaitable

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from starlette.config import Config
 
 from ._errors import ConfigurationError
+from ._urls import safe_next
 
 logger = logging.getLogger("voice2fa")
 
@@ -246,7 +247,7 @@ class Voice2FASettings:
                     "VOICE2FA_PUBLIC_URL is required with SignalWire: the URL (or tunnel) "
                     "SignalWire fetches the call script from"
                 )
-        if self.logout_url is not None and (not self.logout_url.startswith("/") or self.logout_url.startswith("//")):
+        if self.logout_url is not None and safe_next(self.logout_url) is None:
             problems.append("logout_url must be a path on this site, such as /logout")
         if self.remember_days < 0:
             problems.append("remember_days must be 0 (off) or more")
