@@ -1,9 +1,13 @@
-"""Remember this device: opt-in, bound to the user, lasting remember_days, revocable."""
+"""The verify experience over HTTP: remember this device, sign-out, languages, call status."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+
+import pytest
+
+from voice2fa_middleware.testing import SignalWireDouble
 
 from .conftest import Harness
 
@@ -76,3 +80,20 @@ def test_a_verified_cookie_is_not_a_remembered_device(harness_factory: Callable[
         time.sleep(2.1)  # the verified cookie has expired (whole-second timestamps)
         swapped.cookies.set("voice2fa_remember", verified)  # same token, other slot
         assert swapped.get("/account").status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("outcome", "text"), [("busy", "busy"), ("no-answer", "not answered"), ("failed", "could not be completed")]
+)
+def test_verify_page_tells_when_the_call_failed(
+    harness_factory: Callable[..., Harness], outcome: str, text: str
+) -> None:
+    h = harness_factory(double=SignalWireDouble(outcome=outcome).start())
+    with h.client() as c:
+        first = c.get("/account")
+        h.double.wait_for_calls(1)
+        assert h.double.calls[0].statuses == ["ringing", outcome]
+        status = c.get("/voice2fa/verify/status").json()
+        assert status["call_status"] == outcome and status["resend_in"] > 0
+        page = c.get(first.headers["location"])
+        assert text in page.text
