@@ -73,14 +73,20 @@ def sign_in_and_open_account(page: Any) -> None:
     page.wait_for_url("**/voice2fa/verify?next=%2Faccount")
 
 
+def open_verify(browser: Any, base: str, **context: Any) -> Any:
+    """A new browser context, signed in, on the verify page for /account."""
+    page = new_page(browser, base, **context)
+    sign_in_and_open_account(page)
+    return page
+
+
 def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def test_whole_flow_in_chromium(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
     base, double = site
-    page = new_page(browser, base)
-    sign_in_and_open_account(page)
+    page = open_verify(browser, base)
     assert page.get_by_role("heading", name="Verify it's you").is_visible()
     assert "•••• 0143" in page.content()
     page.wait_for_function("document.getElementById('v2fa-status-text').textContent.includes('ended')")
@@ -96,8 +102,7 @@ def test_whole_flow_in_chromium(browser: Any, site: tuple[str, SignalWireDouble]
 
 def test_wrong_code_is_announced_with_attempts_left(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
     base, double = site
-    page = new_page(browser, base)
-    sign_in_and_open_account(page)
+    page = open_verify(browser, base)
     code = double.wait_for_code()
     page.get_by_label("Verification code").fill("000000" if code != "000000" else "111111")
     page.get_by_role("button", name="Verify").click()
@@ -110,8 +115,7 @@ def test_wrong_code_is_announced_with_attempts_left(browser: Any, site: tuple[st
 
 def test_resend_button_counts_down(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
     base, _double = site
-    page = new_page(browser, base)
-    sign_in_and_open_account(page)
+    page = open_verify(browser, base)
     resend = page.get_by_role("button", name="Call me again")
     assert resend.is_disabled()
     first = page.locator("#v2fa-resend-wait").inner_text()
@@ -127,8 +131,7 @@ def test_resend_button_counts_down(browser: Any, site: tuple[str, SignalWireDoub
 
 def test_phone_width_has_no_horizontal_scroll(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
     base, _double = site
-    page = new_page(browser, base, viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
-    sign_in_and_open_account(page)
+    page = open_verify(browser, base, viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     box = page.get_by_role("button", name="Verify").bounding_box()
     assert box is not None and box["height"] >= 44  # a thumb-sized target
@@ -138,8 +141,7 @@ def test_phone_width_has_no_horizontal_scroll(browser: Any, site: tuple[str, Sig
 
 def test_keyboard_only(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
     base, double = site
-    page = new_page(browser, base)
-    sign_in_and_open_account(page)
+    page = open_verify(browser, base)
     assert page.evaluate("document.activeElement.id") == "v2fa-code"  # focus starts on the code
     code = double.wait_for_code()
     page.keyboard.type(code)
@@ -154,8 +156,7 @@ def test_keyboard_only(browser: Any, site: tuple[str, SignalWireDouble]) -> None
 
 def test_spanish_and_dark_mode(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
     base, double = site
-    page = new_page(browser, base, locale="es-ES", color_scheme="dark")
-    sign_in_and_open_account(page)
+    page = open_verify(browser, base, locale="es-ES", color_scheme="dark")
     assert page.get_by_role("heading", name="Confirme que es usted").is_visible()
     assert page.evaluate("document.documentElement.lang") == "es"
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
@@ -171,8 +172,7 @@ def test_axe_finds_no_serious_violations(browser: Any, site: tuple[str, SignalWi
     axe_js = pytest.importorskip("axe_playwright_python", reason="needs axe-playwright-python (the test extra)")
     script = Path(axe_js.__file__).with_name("axe.min.js")
     base, _double = site
-    page = new_page(browser, base, color_scheme=scheme)
-    sign_in_and_open_account(page)
+    page = open_verify(browser, base, color_scheme=scheme)
     page.add_script_tag(path=str(script))
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
     serious = [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")]
