@@ -1,6 +1,6 @@
 """Overhead of the middleware next to a bare app, with wrk over loopback, interleaved rounds.
 
-Usage: python benchmarks/run.py [--rounds 3] [--duration 5]
+Usage: python benchmarks/run.py [--rounds 5] [--duration 4] [--only abcde] [--results FILE]
 Prints a table and ends with one line for tools:
 overhead: unprotected=R1 verified=R2 session_middleware=R3 loop_p99_ratio=R4
 """
@@ -35,22 +35,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# With two cores or more, the server and wrk each get a core of their own (taskset), so they
+# do not take turns on one and the scheduler does not move them about: steadier figures.
+PIN = bool(shutil.which("taskset")) and len(os.sched_getaffinity(0)) >= 2
+SERVER_CPU, WRK_CPU = (sorted(os.sched_getaffinity(0))[-1], sorted(os.sched_getaffinity(0))[0]) if PIN else (0, 0)
+
+
+def pinned(cmd: list[str], cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu), *cmd] if PIN else cmd
+
+
 class Server:
     def __init__(self, config: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "benchmarks.app:app",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "error",
-                "--no-access-log",
-            ],
+            pinned(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "benchmarks.app:app",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "error",
+                    "--no-access-log",
+                ],
+                SERVER_CPU,
+            ),
             cwd=ROOT,
             env={**os.environ, "BENCH_CONFIG": config, **(env or {})},
         )
@@ -71,7 +84,7 @@ def wrk(url: str, duration: int, headers: dict[str, str] | None = None, connecti
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(pinned([*cmd, url], WRK_CPU), capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     assert p99, out
@@ -87,6 +100,16 @@ def verified_cookie() -> str:
     token = mw.keys.verified.dumps({"b": mw._binding(Identity("bench", "+12025550143"))})
     assert SECRET
     return token
+
+
+def session_cookie() -> str:
+    """A session cookie as Starlette's SessionMiddleware signs it, holding the signed-in user."""
+    from itsdangerous import TimestampSigner
+
+    from benchmarks.app import SECRET
+
+    data = base64.b64encode(json.dumps({"user": "bench"}).encode())
+    return TimestampSigner(SECRET).sign(data).decode()
 
 
 def start_redis() -> tuple[subprocess.Popen[bytes], str] | None:
@@ -150,26 +173,28 @@ asyncio.run(main())
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=4)
     parser.add_argument("--only", default="abcde", help="configurations to run, by letter (default: abcde)")
     parser.add_argument("--results", help="also write the report, as a Markdown code block, to this file")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     cookie = verified_cookie()
-    session_cookie = None
     redis = start_redis()
     cases: dict[str, tuple[str, str, dict[str, str], dict[str, str]]] = {
-        "(a) bare app": ("bare", "/", {}, {}),
-        "(b) middleware, unprotected route": ("middleware", "/", {}, {}),
+        # Every request carries the app's own sign-in cookie ("user"), as a signed-in user's
+        # requests do with or without the middleware; (c) adds the middleware's cookie to it.
+        "(a) bare app": ("bare", "/", {"Cookie": "user=bench"}, {}),
+        "(b) middleware, unprotected route": ("middleware", "/", {"Cookie": "user=bench"}, {}),
         "(c) middleware, verified cookie": (
             "middleware",
             "/protected",
             {"Cookie": f"user=bench; voice2fa_verified={cookie}"},
             {},
         ),
-        "(d) SessionMiddleware with a cookie": ("session", "/session", {}, {}),
+        # The session cookie stands for the app's sign-in cookie here.
+        "(d) SessionMiddleware with a cookie": ("session", "/session", {"Cookie": f"session={session_cookie()}"}, {}),
         "(e) challenge path, MemoryStore": ("middleware", "/protected", {"Cookie": "user=bench"}, {}),
     }
     if redis:
@@ -186,13 +211,6 @@ def main() -> None:
             for name, (config, path, headers, env) in cases.items():
                 server = Server(config, env)
                 try:
-                    if config == "session" and session_cookie is None:
-                        from itsdangerous import TimestampSigner
-
-                        data = base64.b64encode(json.dumps({"user": "bench"}).encode())
-                        session_cookie = TimestampSigner("bench-secret-key-0123456789abcdef").sign(data).decode()
-                    if config == "session":
-                        headers = {"Cookie": f"session={session_cookie}"}
                     if (
                         config == "middleware"
                         and path == "/protected"
@@ -209,15 +227,17 @@ def main() -> None:
     finally:
         if redis:
             redis[0].terminate()
-    bare = statistics.median(r for r, _ in results["(a) bare app"])
+    bare_runs = [r for r, _ in results["(a) bare app"]]
     lines = [f"{'configuration':42} {'req/s':>10} {'p99 ms':>8} {'ratio':>6}"]
     ratios: dict[str, float] = {}
     for name, runs in results.items():
         rps = statistics.median(r for r, _ in runs)
         p99 = statistics.median(p for _, p in runs)
-        ratios[name] = rps / bare
+        # Each round's figure over the bare app's in the same round, then the median: a slow
+        # spell on a shared host moves both figures of a round, not the ratio.
+        ratios[name] = statistics.median(r / b for (r, _), b in zip(runs, bare_runs, strict=True))
         unit = "challenges/s" if name.startswith("(e)") else ""
-        lines.append(f"{name:42} {rps:10.0f} {p99:8.2f} {rps / bare:6.2f} {unit}".rstrip())
+        lines.append(f"{name:42} {rps:10.0f} {p99:8.2f} {ratios[name]:6.2f} {unit}".rstrip())
     if not full:
         print("\n".join(lines))
         return
@@ -226,7 +246,8 @@ def main() -> None:
         f"loop: unrelated p99 {quiet:.2f} ms idle, {busy:.2f} ms with 100 challenges in flight (provider 2 s)",
         f"memory: {mem:.0f} MiB resident for 100,000 pending challenges in MemoryStore",
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-        f"{args.rounds} interleaved rounds of {args.duration}s, wrk -t1 -c32, one uvicorn worker (h11)",
+        f"{args.rounds} interleaved rounds of {args.duration}s, wrk -t1 -c32, one uvicorn worker (h11)"
+        + (f", server on cpu {SERVER_CPU} and wrk on cpu {WRK_CPU}" if PIN else ""),
         f"overhead: unprotected={ratios['(b) middleware, unprotected route']:.3f} "
         f"verified={ratios['(c) middleware, verified cookie']:.3f} "
         f"session_middleware={ratios['(d) SessionMiddleware with a cookie']:.3f} loop_p99_ratio={busy / quiet:.2f}",

@@ -8,23 +8,29 @@ import xml.etree.ElementTree as ET
 import httpx
 import pytest
 import respx
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 import voice2fa_middleware
 from voice2fa_middleware import (
     CallError,
     ConfigurationError,
+    Identity,
     ProtectedPath,
     SignalWireCaller,
     Voice2FAMiddleware,
     Voice2FASettings,
+    _http,
     compute_signature,
     is_valid_signature,
     safe_next,
 )
+from voice2fa_middleware._http import Connection
 from voice2fa_middleware._i18n import negotiate
 from voice2fa_middleware._laml import LamlBuilder
 from voice2fa_middleware._phone import check_phone, mask
@@ -434,3 +440,124 @@ async def test_the_handle_leaves_the_scope_with_the_request() -> None:
         assert (await client.get("/")).text == "ok"
     assert seen["during"] is not None
     assert "voice2fa" not in seen["scope"]  # type: ignore[operator]  # no scope <-> handle cycle left
+
+
+# -- what the hot path was made of: each shortcut gives what the long way gives -------------------
+
+ROUTE_PATHS = st.text(alphabet="/ac\n.%x", max_size=12).map(lambda tail: "/" + tail)
+
+
+def _starlette_serves(routes: list[BaseRoute], path: str) -> bool:
+    scope = {"type": "http", "path": path, "root_path": "", "method": "GET"}
+    return any(route.matches(scope)[0] == Match.FULL for route in routes)
+
+
+@given(ROUTE_PATHS)
+def test_every_path_starlette_routes_to_a_protected_route_is_protected(path: str) -> None:
+    async def page(request: object) -> PlainTextResponse:
+        return PlainTextResponse("page")
+
+    routes: list[BaseRoute] = [Route("/ac", page), Route("/ac/{rest:path}", page), Route("/a/{x}/c", page)]
+    plain = PathRules(["/ac", "/a/"])  # the string-operation shortcut
+    mixed = PathRules(["/ac", ProtectedPath("/a/*/c", fresh_within=60)])  # the regexes
+    assert plain._plain is not None and mixed._plain is None
+    if _starlette_serves(routes[:2], path):
+        assert plain.match(path) is not None and mixed.match(path) is not None
+    if _starlette_serves(routes[2:], path):
+        assert plain.match(path) is not None
+        rule = mixed.match(path)
+        assert rule is not None and rule.fresh_within == 60
+
+
+@given(ROUTE_PATHS)
+def test_plain_prefixes_match_exactly_like_their_regex(path: str) -> None:
+    rules = PathRules(["/ac", "/a/c/", ProtectedPath("/x", fresh_within=None)])
+    stricter_elsewhere = ProtectedPath("/zz", fresh_within=9)  # "z" is not in ROUTE_PATHS
+    regex_only = PathRules(["/ac", "/a/c/", ProtectedPath("/x", fresh_within=None), stricter_elsewhere])
+    assert rules._plain is not None and regex_only._plain is None
+    assert (rules.match(path) is not None) == (regex_only.match(path) is not None)
+
+
+@pytest.mark.anyio
+async def test_a_final_newline_does_not_unprotect_a_route() -> None:
+    # Starlette serves /account%0A from the /account route: "$" matches before a final newline.
+    async def identify(conn: object) -> tuple[str, str]:
+        return ("alice", "+12025550143")
+
+    async def page(request: object) -> PlainTextResponse:
+        return PlainTextResponse("SECRET")
+
+    protects: list[list[str | ProtectedPath]] = [["/account"], ["/account", ProtectedPath("/pay", fresh_within=60)]]
+    for protect in protects:
+        app = Starlette(routes=[Route("/account", page)])
+        app.add_middleware(
+            Voice2FAMiddleware,
+            identify=identify,
+            protect=protect,
+            caller=_NoCaller(),
+            settings=Voice2FASettings(secret_key=SECRET),
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            for path in ("/account", "/account%0A", "/account%0a"):
+                r = await client.get(path)
+                assert r.status_code == 303 and "SECRET" not in r.text, (protect, path)
+
+
+COOKIE_HEADERS = st.lists(
+    st.sampled_from(["user", "voice2fa_verified", "a", "=", ";", " ", '"', "\\", "\\012", "\t", "\xa0", "x=y", ","]),
+    max_size=12,
+).map("".join)
+
+
+@given(st.lists(COOKIE_HEADERS, max_size=3))
+def test_connection_cookies_are_exactly_starlettes(values: list[str]) -> None:
+    headers = [(b"host", b"testserver"), *[(b"cookie", v.encode("latin-1")) for v in values]]
+    expected = HTTPConnection({"type": "http", "headers": list(headers)}).cookies
+    ours = Connection({"type": "http", "headers": list(headers)}).cookies
+    assert ours == expected
+    ours["changed"] = "by the app"  # one request's change stays in that request's dict
+    assert Connection({"type": "http", "headers": list(headers)}).cookies == expected
+
+
+def test_the_cookie_cache_is_bounded() -> None:
+    for i in range(3 * _http._MAX_ENTRIES):
+        Connection({"type": "http", "headers": [(b"cookie", f"n={i}".encode())]}).cookies  # noqa: B018
+        assert len(_http._parsed) <= _http._MAX_ENTRIES
+    big = b"n=" + b"x" * _http._MAX_HEADER
+    assert Connection({"type": "http", "headers": [(b"cookie", big)]}).cookies == {"n": "x" * _http._MAX_HEADER}
+    assert big not in _http._parsed
+
+
+@pytest.mark.anyio
+async def test_identities_that_compare_equal_but_bind_differently_never_share_a_proof() -> None:
+    phone = "+12025550143"
+    who = {
+        "a": Identity("alice", phone, 1),  # type: ignore[arg-type]
+        "b": Identity("alice", phone, 1.0),  # type: ignore[arg-type]
+        "list": Identity("alice", phone, ["v"]),  # type: ignore[arg-type]
+    }
+
+    async def identify(conn: HTTPConnection) -> Identity:
+        return who[conn.headers["x-who"]]
+
+    async def page(request: object) -> PlainTextResponse:
+        return PlainTextResponse("SECRET")
+
+    app = Starlette(routes=[Route("/account", page)])
+    settings = Voice2FASettings(secret_key=SECRET)
+    app.add_middleware(
+        Voice2FAMiddleware, identify=identify, protect=["/account"], caller=_NoCaller(), settings=settings
+    )
+    mw = Voice2FAMiddleware(app, identify=identify, settings=Voice2FASettings(secret_key=SECRET), caller=_NoCaller())
+    token_a = mw.keys.verified.dumps({"b": mw._binding(Identity("alice", phone, "1"))})
+    token_list = mw.keys.verified.dumps({"b": mw._binding(Identity("alice", phone, "['v']"))})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        as_a = {"x-who": "a", "cookie": f"voice2fa_verified={token_a}"}
+        as_b = {"x-who": "b", "cookie": f"voice2fa_verified={token_a}"}
+        assert (await client.get("/account", headers=as_a)).text == "SECRET"  # now in the cache
+        assert (await client.get("/account", headers=as_b)).status_code == 303  # "1.0" is not "1"
+        # An unhashable field is bound by its text, not a 500.
+        as_list = {"x-who": "list", "cookie": f"voice2fa_verified={token_list}"}
+        assert (await client.get("/account", headers=as_list)).text == "SECRET"

@@ -27,6 +27,7 @@ from ._callers import Caller, ConsoleCaller, SignalWireCaller
 from ._carrier import FINAL_STATUSES
 from ._crypto import Keyring, generate_code, new_id
 from ._errors import CallError, StoreError
+from ._http import Connection
 from ._i18n import MESSAGES, negotiate, normalize_language, translate
 from ._laml import LamlBuilder
 from ._pages import Pages, json_response, script_json, text_response
@@ -49,6 +50,49 @@ class _BadRequest(Exception):
     def __init__(self, status: int, error: str) -> None:
         self.status = status
         self.error = error
+
+
+_SECURE_SCHEMES = frozenset({"https", "wss"})
+
+
+class _Proof:
+    """A kind of cookie that proves a verification, and its cache of good tokens."""
+
+    __slots__ = ("cache", "kind", "max_age", "names", "serializer")
+
+    def __init__(
+        self, kind: str, names: dict[bool, dict[str, str]], serializer: URLSafeTimedSerializer, max_age: int
+    ) -> None:
+        self.kind = kind
+        self.names = {secure: by_kind[kind] for secure, by_kind in names.items()}
+        self.serializer = serializer
+        self.max_age = max_age
+        # (token, identity) -> (signed at, cached until); a plain dict: this is the hot path.
+        self.cache: dict[tuple[str, Identity], tuple[float, float]] = {}
+
+
+_new_tuple = tuple.__new__
+
+
+def _as_identity(result: object) -> Identity | None:
+    """What ``identify`` returned, as an ``Identity``."""
+    if type(result) is tuple and len(result) == 2:
+        user_id, phone = result
+        if type(user_id) is str and type(phone) is str:
+            # Identity(user_id, phone) without the NamedTuple's Python-level __new__: this
+            # runs on every protected request.
+            return _new_tuple(Identity, (user_id, phone, ""))
+    if result is None:
+        return None
+    if isinstance(result, Identity):
+        # Strings only: the proof cache is keyed by the Identity, so two identities must be
+        # equal exactly when their bindings (built from str() of each field) are.
+        if type(result) is Identity and all(type(x) is str for x in result):
+            return result
+        return _new_tuple(Identity, tuple(str(x) for x in result))
+    if isinstance(result, tuple) and len(result) in (2, 3):
+        return Identity(*(str(x) for x in result))
+    raise TypeError("identify must return (user_id, phone), Identity or None")
 
 
 def _is_async_callable(obj: object) -> bool:
@@ -81,7 +125,7 @@ class Voice2FAHandle:
 
     def _connection(self) -> HTTPConnection:
         if self._conn is None:
-            self._conn = HTTPConnection(self._scope)
+            self._conn = Connection(self._scope)
         return self._conn
 
     async def identity(self) -> Identity | None:
@@ -90,19 +134,23 @@ class Voice2FAHandle:
             self._identified = True
         return self._identity
 
+    def _passes(self, identity: Identity, fresh_within: int | None) -> bool:
+        """Whether ``identity`` holds a proof, fresh enough if asked (the time is kept)."""
+        at = self._verified_at
+        if at is None:
+            at = self._verified_at = self._mw._verified_at(self._connection(), identity)
+        return at is not None and (fresh_within is None or self._mw.clock() - at <= fresh_within)
+
     async def verified_at(self) -> float | None:
         """When this user last verified (Unix time), or ``None``."""
-        if self._verified_at is None:
-            identity = await self.identity()
-            if identity is not None:
-                self._verified_at = self._mw._verified_at(self._connection(), identity)
+        identity = await self.identity()
+        if identity is not None and self._verified_at is None:
+            self._passes(identity, None)
         return self._verified_at
 
     async def is_verified(self, fresh_within: int | None = None) -> bool:
-        at = await self.verified_at()
-        if at is None:
-            return False
-        return fresh_within is None or self._mw.clock() - at <= fresh_within
+        identity = await self.identity()
+        return identity is not None and self._passes(identity, fresh_within)
 
     async def require(self, fresh_within: int | None = None) -> Response | None:
         """``None`` when the user may go on; else the response that asks for the factor.
@@ -110,12 +158,7 @@ class Voice2FAHandle:
         Anonymous users go on: signing in is the app's job.
         """
         identity = await self.identity()
-        if identity is None:
-            return None
-        if self._verified_at is None:
-            self._verified_at = self._mw._verified_at(self._connection(), identity)
-        at = self._verified_at
-        if at is not None and (fresh_within is None or self._mw.clock() - at <= fresh_within):
+        if identity is None or self._passes(identity, fresh_within):
             return None
         return await self._mw._challenge(Request(self._scope), identity)
 
@@ -156,16 +199,20 @@ class Voice2FAMiddleware:
             True: {k: f"__Host-voice2fa_{k}" for k in kinds},
             False: {k: f"voice2fa_{k}" for k in kinds},
         }
+        # None: secure cookies follow the request's scheme.
+        self._always_secure: bool | None = (
+            s.cookie_secure if s.cookie_secure is not None else (True if self._public_https else None)
+        )
         # What proves a verification: the verified cookie, then a remembered device.
-        self._proofs = [("verified", self.keys.verified, s.verified_max_age)]
+        self._proofs = [_Proof("verified", self._cookie_names, self.keys.verified, s.verified_max_age)]
         if s.remember_days > 0:
-            self._proofs.append(("remember", self.keys.remember, s.remember_days * 86400))
-        # (token, binding) -> (signed at, cached until); a plain dict: this is the hot path.
-        self._verified_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
+            self._proofs.append(_Proof("remember", self._cookie_names, self.keys.remember, s.remember_days * 86400))
         self.clock = clock
         self.on_event = on_event
         self.select_language = select_language
         self.prefix = s.prefix
+        # Path -> (one of ours?, rule): what _classify says, kept for the paths seen lately.
+        self._paths: dict[str, tuple[bool, ProtectedPath | None]] = {}
         self.pages = Pages(template_dirs)
         self.laml = LamlBuilder(voice=s.voice, app_name=s.app_name)
         self.allowed_regions: frozenset[str] | None = (
@@ -224,34 +271,42 @@ class Voice2FAMiddleware:
     # -- ASGI ------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._lifespan_send(send))
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, self._lifespan_send(send) if kind == "lifespan" else send)
             return
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        path = route_path(scope)
-        if (
-            scope["type"] == "http"
-            and path.startswith(self.prefix)
-            and (len(path) == len(self.prefix) or path[len(self.prefix)] == "/")
-        ):
+        path = route_path(scope) if scope.get("root_path") else scope["path"]
+        seen = self._paths.get(path)
+        if seen is None:
+            seen = self._classify(path)
+            if len(self._paths) >= 4096:
+                self._paths.clear()  # bounded: any path may come in; a miss costs little
+            self._paths[path] = seen
+        own, rule = seen
+        if own and kind == "http":
             response = await self._own_endpoint(Request(scope, receive))
             await response(scope, receive, send)
             return
         handle = Voice2FAHandle(self, scope)
         scope["voice2fa"] = handle
         try:
-            # The app's sign-out (the verify page's "Sign out" posts to it) is never challenged.
-            rule = None if path == self.settings.logout_url else self.rules.match(path)
             if rule is not None:
-                if scope["type"] == "websocket":
+                if kind == "websocket":
                     if await handle.identity() is not None and not await handle.is_verified(rule.fresh_within):
                         await send({"type": "websocket.close", "code": 1008, "reason": ""})
                         return
                 else:
-                    denied = await handle.require(rule.fresh_within)
-                    if denied is not None:
+                    # handle.require(), with identify awaited right here: one coroutine less
+                    # on every protected request.
+                    conn = handle._conn = Connection(scope)
+                    if self._identify_is_async:
+                        identity = _as_identity(await self._identify(conn))  # type: ignore[misc]
+                    else:
+                        identity = await self._identify_conn(conn)
+                    handle._identity = identity
+                    handle._identified = True
+                    if identity is not None and not handle._passes(identity, rule.fresh_within):
+                        denied = await self._challenge(Request(scope), identity)
                         await denied(scope, receive, send)
                         return
             try:
@@ -263,6 +318,12 @@ class Voice2FAMiddleware:
             # scope -> handle -> scope is a reference cycle; breaking it lets every request
             # be freed at once instead of by the cyclic garbage collector.
             scope.pop("voice2fa", None)
+
+    def _classify(self, path: str) -> tuple[bool, ProtectedPath | None]:
+        """Whether ``path`` is one of the middleware's own, and the rule protecting it."""
+        own = path == self.prefix or path.startswith(self.prefix + "/")
+        # The app's sign-out (the verify page's "Sign out" posts to it) is never challenged.
+        return own, (None if path == self.settings.logout_url else self.rules.match(path))
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -291,21 +352,13 @@ class Voice2FAMiddleware:
             result = await run_in_threadpool(self._identify, conn)
             if inspect.isawaitable(result):
                 result = await result
-        if result is None:
-            return None
-        if isinstance(result, Identity):
-            return result
-        if type(result) is tuple and len(result) == 2 and type(result[0]) is str and type(result[1]) is str:
-            return Identity(result[0], result[1])
-        if isinstance(result, tuple) and len(result) in (2, 3):
-            return Identity(*(str(x) for x in result))
-        raise TypeError("identify must return (user_id, phone), Identity or None")
+        return _as_identity(result)
 
     def _secure(self, conn: HTTPConnection) -> bool:
-        if self.settings.cookie_secure is not None:
-            return self.settings.cookie_secure
+        if self._always_secure is not None:
+            return self._always_secure
         # scope["scheme"], not conn.url: building the URL costs more than the whole check.
-        return conn.scope.get("scheme") in ("https", "wss") or self._public_https
+        return conn.scope.get("scheme") in _SECURE_SCHEMES
 
     def _cookie_name(self, conn: HTTPConnection, kind: str) -> str:
         return self._cookie_names[self._secure(conn)][kind]
@@ -315,41 +368,47 @@ class Voice2FAMiddleware:
         return self.keys.tag("bind", f"{identity.user_id}\x00{identity.phone}\x00{identity.version}")
 
     def _verified_at(self, conn: HTTPConnection, identity: Identity) -> float | None:
-        """When this user verified: the verified cookie, else a remembered device."""
-        binding = f"{identity.user_id}\x00{identity.phone}\x00{identity.version}"
+        """When this user verified: the verified cookie, else a remembered device.
+
+        This runs on every request to a protected route, so it is written for speed: one
+        cookie lookup per kind of proof and, for a token seen in the last minute, one dict
+        lookup instead of a signature check.
+        """
         cookies = conn.cookies
-        for kind, serializer, max_age in self._proofs:
-            token = cookies.get(self._cookie_name(conn, kind))
-            if token:
-                at = self._proof_time(kind, token, binding, serializer, max_age)
-                if at is not None:
-                    return at
+        secure = self._always_secure
+        if secure is None:
+            secure = conn.scope.get("scheme") in _SECURE_SCHEMES
+        now = self.clock()
+        for proof in self._proofs:
+            token = cookies.get(proof.names[secure])
+            if not token:
+                continue
+            # Positive results only, for a minute: a signed token cannot be forged, so the
+            # same token and identity always verify the same way; expiry is checked each time.
+            # Each kind has its own cache: a verified token in the remember slot must not hit.
+            # An entry is good until the token expires or the minute is over, whichever is first.
+            key = (token, identity)
+            cached = proof.cache.get(key)
+            if cached is not None and now < cached[1]:
+                return cached[0]
+            signed_at = self._check_proof(token, identity, proof.serializer, proof.max_age)
+            if signed_at is not None:
+                if len(proof.cache) >= 10_000:
+                    proof.cache.clear()  # bounded; a miss only costs one signature check
+                proof.cache[key] = (signed_at, min(now + 60, signed_at + proof.max_age))
+                return signed_at
         return None
 
-    def _proof_time(
-        self, kind: str, token: str, binding: str, serializer: URLSafeTimedSerializer, max_age: int
+    def _check_proof(
+        self, token: str, identity: Identity, serializer: URLSafeTimedSerializer, max_age: int
     ) -> float | None:
-        # Positive results only, for a minute: a signed token cannot be forged, so the same
-        # token and binding always verify the same way; expiry is still checked each time.
-        now = self._now()
-        # The kind is part of the key: a verified token in the remember slot must not hit.
-        cached = self._verified_cache.get((kind, token, binding))
-        if cached is not None and now < cached[1]:
-            return cached[0] if now - cached[0] <= max_age else None
-        signed_at = self._check_proof(token, binding, serializer, max_age)
-        if signed_at is not None:
-            if len(self._verified_cache) >= 10_000:
-                self._verified_cache.clear()  # bounded; a miss only costs one signature check
-            self._verified_cache[(kind, token, binding)] = (signed_at, now + 60)
-        return signed_at
-
-    def _check_proof(self, token: str, binding: str, serializer: URLSafeTimedSerializer, max_age: int) -> float | None:
         loaded = self.keys.load_with_time(serializer, token, max_age)
         if loaded is None:
             return None
         payload, signed_at = loaded
         if not isinstance(payload, dict) or not isinstance(payload.get("b"), str):
             return None
+        binding = f"{identity.user_id}\x00{identity.phone}\x00{identity.version}"
         if not self.keys.tag_matches("bind", binding, payload["b"]):
             return None
         return signed_at

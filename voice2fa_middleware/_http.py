@@ -1,0 +1,62 @@
+"""The connection the middleware hands to ``identify``, with cookies parsed once.
+
+Every request to a protected route reads cookies twice: the app's ``identify`` reads its
+own (a session, a user cookie) and the middleware reads its proof. Browsers send the same
+``Cookie`` header request after request, so parsing it is done once per distinct header
+(with Starlette's own parser, so the result is exactly what ``request.cookies`` gives) and
+shared by both readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.requests import HTTPConnection, cookie_parser
+
+# Raw Cookie header -> parsed cookies. Bounded in entries and in the size of what it keeps:
+# at most _MAX_ENTRIES headers of up to _MAX_HEADER bytes (about 4 MiB with their parses).
+_parsed: dict[bytes, dict[str, str]] = {}
+_MAX_ENTRIES = 512
+_MAX_HEADER = 4096
+
+
+def parse_cookies(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's cookies, as ``HTTPConnection.cookies`` gives them (a fresh dict)."""
+    raw = None
+    more: list[bytes] = []
+    for key, value in headers:
+        if key == b"cookie":
+            if raw is None:
+                raw = value
+            else:
+                more.append(value)
+    if raw is None:
+        return {}
+    if not more and len(raw) <= _MAX_HEADER:
+        if type(raw) is not bytes:  # ASGI says bytes; a bytearray would not hash
+            raw = bytes(raw)
+        parsed = _parsed.get(raw)
+        if parsed is None:
+            parsed = cookie_parser(raw.decode("latin-1"))
+            if len(_parsed) >= _MAX_ENTRIES:
+                _parsed.clear()  # a miss costs one parse, as it would without the cache
+            _parsed[raw] = parsed
+        return parsed.copy()  # the caller may change its dict; the cached one stays as parsed
+    cookies = cookie_parser(raw.decode("latin-1"))
+    for value in more:
+        cookies.update(cookie_parser(value.decode("latin-1")))
+    return cookies
+
+
+class Connection(HTTPConnection):
+    """A Starlette ``HTTPConnection`` whose ``cookies`` come from :func:`parse_cookies`."""
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        cookies: dict[str, str] | None = self.__dict__.get("_voice2fa_cookies")
+        if cookies is None:
+            headers = self.scope["headers"]
+            if not isinstance(headers, list):  # any iterable, per ASGI; read it only once
+                headers = self.scope["headers"] = list(headers)
+            cookies = self.__dict__["_voice2fa_cookies"] = parse_cookies(headers)
+        return cookies
