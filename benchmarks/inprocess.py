@@ -28,7 +28,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: E402
 from uvicorn.server import ServerState  # noqa: E402
 
 from benchmarks.app import build  # noqa: E402
-from benchmarks.run import verified_cookie  # noqa: E402
+from benchmarks.run import session_cookie, verified_cookie  # noqa: E402
 
 
 class _Transport(asyncio.Transport):
@@ -89,8 +89,6 @@ async def main() -> None:
         transport = _Transport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
         if config == "session":
-            from benchmarks.run import session_cookie
-
             cookie = f"session={session_cookie()}"
         servers[name] = (protocol, transport, request(path, cookie))
 

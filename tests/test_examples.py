@@ -123,16 +123,21 @@ def test_demo_runs_with_console_caller_and_no_credentials(uvicorn_factory: Calla
     assert phone.status_code == 200 and "Dev phone" in phone.text
 
 
+def _redis_env(double: SignalWireDouble, port: int, redis_server: Any) -> dict[str, str]:
+    """The example's environment: the double as SignalWire, webhooks to ``port``, Redis as store."""
+    return {
+        **double.env(public_url=f"http://127.0.0.1:{port}"),
+        "VOICE2FA_SECRET_KEY": SECRET,
+        "VOICE2FA_REDIS_URL": redis_server.url,
+    }
+
+
 @pytest.mark.redis
 def test_two_processes_share_challenges_through_redis(redis_server: Any, uvicorn_factory: Callable[..., Any]) -> None:
     """A challenge created by one process is verified by another (RedisStore)."""
     with SignalWireDouble() as double:
         port_a = port_for_later()
-        env = {
-            **double.env(public_url=f"http://127.0.0.1:{port_a}"),
-            "VOICE2FA_SECRET_KEY": SECRET,
-            "VOICE2FA_REDIS_URL": redis_server.url,
-        }
+        env = _redis_env(double, port_a, redis_server)
         a = uvicorn_factory("examples.starlette_app:app", env, port=port_a)
         b = uvicorn_factory("examples.starlette_app:app", env)
         client_a = httpx.Client(base_url=a.url, timeout=20)
@@ -161,11 +166,7 @@ def test_two_processes_share_challenges_through_redis(redis_server: Any, uvicorn
 def test_uvicorn_two_workers_with_redis(redis_server: Any, uvicorn_factory: Callable[..., Any]) -> None:
     with SignalWireDouble() as double:
         port = port_for_later()
-        env = {
-            **double.env(public_url=f"http://127.0.0.1:{port}"),
-            "VOICE2FA_SECRET_KEY": SECRET,
-            "VOICE2FA_REDIS_URL": redis_server.url,
-        }
+        env = _redis_env(double, port, redis_server)
         app = uvicorn_factory("examples.starlette_app:app", env, port=port, workers=2)
         for n in range(3):
             client = httpx.Client(base_url=app.url, timeout=20)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -341,6 +343,36 @@ class _NoCaller:
         return "CA-none"
 
 
+async def _alice(conn: object) -> tuple[str, str]:
+    return ("alice", "+12025550143")
+
+
+def _page(text: str) -> Callable[[object], Awaitable[PlainTextResponse]]:
+    async def page(request: object) -> PlainTextResponse:
+        return PlainTextResponse(text)
+
+    return page
+
+
+def _wrapped(
+    routes: list[BaseRoute], protect: list[str | ProtectedPath], identify: Any = _alice, **settings: Any
+) -> Starlette:
+    """A Starlette app behind the middleware, with a caller that places no call."""
+    app = Starlette(routes=routes)
+    app.add_middleware(
+        Voice2FAMiddleware,
+        identify=identify,
+        protect=protect,
+        caller=_NoCaller(),
+        settings=Voice2FASettings(secret_key=SECRET, **settings),
+    )
+    return app
+
+
+def _client(app: Starlette) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
 async def _asgi_websocket(app: Starlette, path: str) -> list[dict[str, object]]:
     sent: list[dict[str, object]] = []
     inbox = [{"type": "websocket.connect"}]
@@ -402,22 +434,9 @@ def test_tokens_with_foreign_characters_are_refused() -> None:
 
 @pytest.mark.anyio
 async def test_sign_out_is_never_challenged_even_under_a_catch_all_pattern() -> None:
-    async def identify(conn: object) -> tuple[str, str]:
-        return ("alice", "+12025550143")
-
-    async def page(request: object) -> PlainTextResponse:
-        return PlainTextResponse("page")
-
-    app = Starlette(routes=[Route("/logout", page, methods=["POST"]), Route("/account", page)])
-    app.add_middleware(
-        Voice2FAMiddleware,
-        identify=identify,
-        protect=["/*"],
-        caller=_NoCaller(),
-        settings=Voice2FASettings(secret_key=SECRET, logout_url="/logout"),
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    page = _page("page")
+    app = _wrapped([Route("/logout", page, methods=["POST"]), Route("/account", page)], ["/*"], logout_url="/logout")
+    async with _client(app) as client:
         assert (await client.get("/account")).status_code == 303
         assert (await client.post("/logout")).text == "page"
 
@@ -481,24 +500,9 @@ def test_plain_prefixes_match_exactly_like_their_regex(path: str) -> None:
 @pytest.mark.anyio
 async def test_a_final_newline_does_not_unprotect_a_route() -> None:
     # Starlette serves /account%0A from the /account route: "$" matches before a final newline.
-    async def identify(conn: object) -> tuple[str, str]:
-        return ("alice", "+12025550143")
-
-    async def page(request: object) -> PlainTextResponse:
-        return PlainTextResponse("SECRET")
-
     protects: list[list[str | ProtectedPath]] = [["/account"], ["/account", ProtectedPath("/pay", fresh_within=60)]]
     for protect in protects:
-        app = Starlette(routes=[Route("/account", page)])
-        app.add_middleware(
-            Voice2FAMiddleware,
-            identify=identify,
-            protect=protect,
-            caller=_NoCaller(),
-            settings=Voice2FASettings(secret_key=SECRET),
-        )
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with _client(_wrapped([Route("/account", _page("SECRET"))], protect)) as client:
             for path in ("/account", "/account%0A", "/account%0a"):
                 r = await client.get(path)
                 assert r.status_code == 303 and "SECRET" not in r.text, (protect, path)
@@ -541,19 +545,11 @@ async def test_identities_that_compare_equal_but_bind_differently_never_share_a_
     async def identify(conn: HTTPConnection) -> Identity:
         return who[conn.headers["x-who"]]
 
-    async def page(request: object) -> PlainTextResponse:
-        return PlainTextResponse("SECRET")
-
-    app = Starlette(routes=[Route("/account", page)])
-    settings = Voice2FASettings(secret_key=SECRET)
-    app.add_middleware(
-        Voice2FAMiddleware, identify=identify, protect=["/account"], caller=_NoCaller(), settings=settings
-    )
+    app = _wrapped([Route("/account", _page("SECRET"))], ["/account"], identify=identify)
     mw = Voice2FAMiddleware(app, identify=identify, settings=Voice2FASettings(secret_key=SECRET), caller=_NoCaller())
     token_a = mw.keys.verified.dumps({"b": mw._binding(Identity("alice", phone, "1"))})
     token_list = mw.keys.verified.dumps({"b": mw._binding(Identity("alice", phone, "['v']"))})
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with _client(app) as client:
         as_a = {"x-who": "a", "cookie": f"voice2fa_verified={token_a}"}
         as_b = {"x-who": "b", "cookie": f"voice2fa_verified={token_a}"}
         assert (await client.get("/account", headers=as_a)).text == "SECRET"  # now in the cache

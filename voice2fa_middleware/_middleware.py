@@ -58,12 +58,11 @@ _SECURE_SCHEMES = frozenset({"https", "wss"})
 class _Proof:
     """A kind of cookie that proves a verification, and its cache of good tokens."""
 
-    __slots__ = ("cache", "kind", "max_age", "names", "serializer")
+    __slots__ = ("cache", "max_age", "names", "serializer")
 
     def __init__(
         self, kind: str, names: dict[bool, dict[str, str]], serializer: URLSafeTimedSerializer, max_age: int
     ) -> None:
-        self.kind = kind
         self.names = {secure: by_kind[kind] for secure, by_kind in names.items()}
         self.serializer = serializer
         self.max_age = max_age
