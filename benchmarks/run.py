@@ -97,7 +97,7 @@ def verified_cookie() -> str:
     from voice2fa_middleware import Identity, Voice2FAMiddleware
 
     mw = Voice2FAMiddleware(lambda s, r, se: None, identify=lambda c: None, settings=settings(), caller=object())  # type: ignore[arg-type]
-    token = mw.keys.verified.dumps({"b": mw._binding(Identity("bench", "+12025550143"))})
+    token = mw.keys.sign_proof("verified", Identity("bench", "+12025550143"))
     assert SECRET
     return token
 

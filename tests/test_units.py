@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -425,11 +426,42 @@ def test_tokens_with_foreign_characters_are_refused() -> None:
     from voice2fa_middleware._crypto import Keyring
 
     keys = Keyring([SECRET])
-    token = keys.verified.dumps({"b": "x"})
-    assert keys.load(keys.verified, token, 60) == {"b": "x"}
+    token = keys.pending.dumps({"b": "x"})
+    assert keys.load(keys.pending, token, 60) == {"b": "x"}
     payload, stamp, sig = token.split(".")
     # base64 decoding would skip these characters: one valid token, endless spellings.
-    assert keys.load(keys.verified, f"{payload}.{stamp}.{sig[:5]}!!!{sig[5:]}", 60) is None
+    assert keys.load(keys.pending, f"{payload}.{stamp}.{sig[:5]}!!!{sig[5:]}", 60) is None
+    alice = ("alice", "+12025550143", "")
+    proof = keys.sign_proof("verified", alice)
+    version, stamp, sig = proof.split(".")
+    assert keys.proof_time("verified", alice, proof, 60) is not None
+    assert keys.proof_time("verified", alice, f"{version}.{stamp}.{sig}=", 60) is None
+    assert keys.proof_time("verified", alice, f"{version}.{stamp}.{sig[:5]}!{sig[6:]}", 60) is None
+
+
+def test_proofs_are_short_and_bound_to_kind_fields_keys_and_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voice2fa_middleware._crypto import Keyring
+
+    alice = ("alice", "+12025550143", "")
+    old, new = Keyring(["old-" + SECRET]), Keyring(["new-" + SECRET, "old-" + SECRET])
+    proof = old.sign_proof("verified", alice)
+    # Nothing but a time and a signature travels with every request.
+    assert len(proof) <= 40 and "alice" not in proof
+    assert abs(old.proof_time("verified", alice, proof, 60) - time.time()) < 2  # type: ignore[operator]
+    assert new.proof_time("verified", alice, proof, 60) is not None  # the old key still verifies
+    assert Keyring(["new-" + SECRET]).proof_time("verified", alice, proof, 60) is None  # until removed
+    assert old.proof_time("remember", alice, proof, 60) is None  # another kind of proof
+    assert old.proof_time("verified", ("alice", "+12025550144", ""), proof, 60) is None  # another phone
+    assert old.proof_time("verified", ("alice", "+12025550143", "2"), proof, 60) is None  # revoked
+    # Fields are kept apart: no user id can borrow another's proof by moving a separator.
+    split = old.sign_proof("verified", ("a\x00b", "c", ""))
+    assert old.proof_time("verified", ("a", "b\x00c", ""), split, 60) is None
+    assert old.proof_time("verified", ("a\x00b", "c", ""), split, 60) is not None
+    assert old.proof_time("verified", ("\udc80", "+1", ""), old.sign_proof("verified", ("\udc80", "+1", "")), 60)
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert old.proof_time("verified", alice, proof, 60) is None  # expired
+    assert old.proof_time("verified", alice, proof, 120) is not None
 
 
 @pytest.mark.anyio
@@ -524,6 +556,20 @@ def test_connection_cookies_are_exactly_starlettes(values: list[str]) -> None:
     assert Connection({"type": "http", "headers": list(headers)}).cookies == expected
 
 
+def test_connection_is_set_up_as_starlette_sets_up_a_connection() -> None:
+    # Connection.__init__ does what HTTPConnection.__init__ does without calling it (it runs on
+    # every protected request): this fails if a Starlette release sets up more than the scope.
+    scope = {"type": "http", "headers": [(b"cookie", b"a=1"), (b"x-y", b"z")], "path": "/p"}
+    theirs, ours = HTTPConnection(scope), Connection(scope)
+    assert vars(ours) == vars(theirs) == {"scope": scope}
+    assert ours.headers == theirs.headers and ours.cookies == theirs.cookies == {"a": "1"}
+    given = Connection(scope, {"b": "2"})
+    assert given.cookies == {"b": "2"} and given.cookies is given.cookies
+    # Headers as any iterable (ASGI allows it) are read once and kept as a list for the app.
+    lazy = {"type": "http", "headers": iter([(b"cookie", b"c=3")])}
+    assert Connection(lazy).cookies == {"c": "3"} and lazy["headers"] == [(b"cookie", b"c=3")]
+
+
 def test_the_cookie_cache_is_bounded() -> None:
     for i in range(3 * _http._MAX_ENTRIES):
         Connection({"type": "http", "headers": [(b"cookie", f"n={i}".encode())]}).cookies  # noqa: B018
@@ -547,8 +593,8 @@ async def test_identities_that_compare_equal_but_bind_differently_never_share_a_
 
     app = _wrapped([Route("/account", _page("SECRET"))], ["/account"], identify=identify)
     mw = Voice2FAMiddleware(app, identify=identify, settings=Voice2FASettings(secret_key=SECRET), caller=_NoCaller())
-    token_a = mw.keys.verified.dumps({"b": mw._binding(Identity("alice", phone, "1"))})
-    token_list = mw.keys.verified.dumps({"b": mw._binding(Identity("alice", phone, "['v']"))})
+    token_a = mw.keys.sign_proof("verified", Identity("alice", phone, "1"))
+    token_list = mw.keys.sign_proof("verified", Identity("alice", phone, "['v']"))
     async with _client(app) as client:
         as_a = {"x-who": "a", "cookie": f"voice2fa_verified={token_a}"}
         as_b = {"x-who": "b", "cookie": f"voice2fa_verified={token_a}"}

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.]+")
+# A proof: the format version, when it was signed and the signature (itsdangerous's
+# TimestampSigner, base64url). Exactly one spelling per token, so caches keyed by it hold.
+_PROOF = re.compile(r"1\.[A-Za-z0-9_\-]{1,12}\.[A-Za-z0-9_\-]{27}")
 
 
 def generate_code(digits: int) -> str:
@@ -43,9 +47,8 @@ class Keyring:
         self._tag_keys = [_derive(s, "tag") for s in self._secrets]
         # itsdangerous signs with the last key and verifies with all of them.
         oldest_first = list(reversed(self._secrets))
+        self._oldest_first = oldest_first
         self.pending = URLSafeTimedSerializer(oldest_first, salt="voice2fa.pending")
-        self.verified = URLSafeTimedSerializer(oldest_first, salt="voice2fa.verified")
-        self.remember = URLSafeTimedSerializer(oldest_first, salt="voice2fa.remember")
         self.call = URLSafeTimedSerializer(oldest_first, salt="voice2fa.call")
 
     # -- keyed hashes ----------------------------------------------------------------------
@@ -75,6 +78,31 @@ class Keyring:
     def _mac(key: bytes, context: str, value: str) -> str:
         msg = context.encode() + b"\x00" + value.encode("utf-8", "surrogatepass")
         return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+    # -- proofs of a verification ----------------------------------------------------------
+    # The verified and remember cookies travel with every request, so they carry nothing but
+    # a time and a signature ("1.<time>.<signature>", 36 characters): what they are bound to
+    # (the kind of proof, and the user id, phone and version string) is signed without being
+    # sent, as part of the key the signature is made with.
+
+    def _proof_signer(self, kind: str, bound_to: Sequence[str]) -> TimestampSigner:
+        # JSON keeps the fields apart (no separator a user id could contain) and is ASCII.
+        salt = f"voice2fa.{kind}\x00{json.dumps(list(bound_to))}"
+        return TimestampSigner(self._oldest_first, salt=salt, key_derivation="hmac")
+
+    def sign_proof(self, kind: str, bound_to: Sequence[str]) -> str:
+        """A proof of ``kind`` ("verified", "remember") for these fields, signed now."""
+        return self._proof_signer(kind, bound_to).sign("1").decode("ascii")
+
+    def proof_time(self, kind: str, bound_to: Sequence[str], token: str, max_age: int) -> float | None:
+        """When a good proof was signed (Unix time); ``None`` if bad, expired or not theirs."""
+        if len(token) > 64 or not _PROOF.fullmatch(token):
+            return None
+        try:
+            _, signed_at = self._proof_signer(kind, bound_to).unsign(token, max_age=max_age, return_timestamp=True)
+        except (BadData, UnicodeError, ValueError):
+            return None
+        return signed_at.timestamp()
 
     # -- signed payloads ---------------------------------------------------------------
 

@@ -9,9 +9,10 @@ shared by both readers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
 
 from starlette.requests import HTTPConnection, cookie_parser
+from starlette.types import Scope
 
 # Raw Cookie header -> parsed cookies. Bounded in entries and in the size of what it keeps:
 # at most _MAX_ENTRIES headers of up to _MAX_HEADER bytes (about 4 MiB with their parses).
@@ -20,8 +21,14 @@ _MAX_ENTRIES = 512
 _MAX_HEADER = 4096
 
 
-def parse_cookies(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The request's cookies, as ``HTTPConnection.cookies`` gives them (a fresh dict)."""
+def scope_cookies(scope: Scope) -> dict[str, str]:
+    """The cookies of an HTTP or WebSocket scope, as ``HTTPConnection.cookies`` gives them.
+
+    A fresh dict each time: the caller may change it.
+    """
+    headers = scope["headers"]
+    if type(headers) is not list:  # any iterable, per ASGI: read it only once
+        headers = scope["headers"] = list(headers)
     raw = None
     more: list[bytes] = []
     for key, value in headers:
@@ -41,7 +48,7 @@ def parse_cookies(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
             if len(_parsed) >= _MAX_ENTRIES:
                 _parsed.clear()  # a miss costs one parse, as it would without the cache
             _parsed[raw] = parsed
-        return parsed.copy()  # the caller may change its dict; the cached one stays as parsed
+        return parsed.copy()  # the cached dict stays as parsed
     cookies = cookie_parser(raw.decode("latin-1"))
     for value in more:
         cookies.update(cookie_parser(value.decode("latin-1")))
@@ -49,14 +56,19 @@ def parse_cookies(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 class Connection(HTTPConnection):
-    """A Starlette ``HTTPConnection`` whose ``cookies`` come from :func:`parse_cookies`."""
+    """A Starlette ``HTTPConnection`` whose ``cookies`` come from :func:`scope_cookies`.
 
-    @property
+    ``cookies`` is a plain attribute once read (or given): the app's ``identify`` and the
+    middleware read it on every protected request.
+    """
+
+    def __init__(self, scope: Scope, cookies: dict[str, str] | None = None) -> None:
+        # What HTTPConnection.__init__ does (a test checks it stays so), without the call:
+        # this runs on every protected request.
+        self.scope = scope
+        if cookies is not None:
+            self.__dict__["cookies"] = cookies
+
+    @functools.cached_property
     def cookies(self) -> dict[str, str]:
-        cookies: dict[str, str] | None = self.__dict__.get("_voice2fa_cookies")
-        if cookies is None:
-            headers = self.scope["headers"]
-            if not isinstance(headers, list):  # any iterable, per ASGI; read it only once
-                headers = self.scope["headers"] = list(headers)
-            cookies = self.__dict__["_voice2fa_cookies"] = parse_cookies(headers)
-        return cookies
+        return scope_cookies(self.scope)
