@@ -30,25 +30,32 @@ def scope_cookies(scope: Scope) -> dict[str, str]:
     if type(headers) is not list:  # any iterable, per ASGI: read it only once
         headers = scope["headers"] = list(headers)
     raw = None
-    more: list[bytes] = []
+    more: list[bytes] | None = None  # made only when there are several Cookie headers
     for key, value in headers:
         if key == b"cookie":
             if raw is None:
                 raw = value
+            elif more is None:
+                more = [value]
             else:
                 more.append(value)
-    if raw is None:
-        return {}
-    if not more and len(raw) <= _MAX_HEADER:
-        if type(raw) is not bytes:  # ASGI says bytes; a bytearray would not hash
-            raw = bytes(raw)
-        parsed = _parsed.get(raw)
-        if parsed is None:
-            parsed = cookie_parser(raw.decode("latin-1"))
-            if len(_parsed) >= _MAX_ENTRIES:
-                _parsed.clear()  # a miss costs one parse, as it would without the cache
-            _parsed[raw] = parsed
-        return parsed.copy()  # the cached dict stays as parsed
+    if more is None:
+        try:
+            parsed = _parsed.get(raw)  # type: ignore[arg-type]  # None: never there
+        except TypeError:  # a bytearray (ASGI says bytes) does not hash
+            raw, parsed = bytes(raw), None  # type: ignore[arg-type]
+        if parsed is not None:
+            return parsed.copy()  # the cached dict stays as parsed
+        if raw is None:
+            return {}
+        parsed = cookie_parser(raw.decode("latin-1"))
+        if len(raw) > _MAX_HEADER:
+            return parsed
+        if len(_parsed) >= _MAX_ENTRIES:
+            _parsed.clear()  # a miss costs one parse, as it would without the cache
+        _parsed[raw] = parsed
+        return parsed.copy()
+    assert raw is not None
     cookies = cookie_parser(raw.decode("latin-1"))
     for value in more:
         cookies.update(cookie_parser(value.decode("latin-1")))
