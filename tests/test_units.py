@@ -458,8 +458,18 @@ def test_proofs_are_short_and_bound_to_kind_fields_keys_and_time(monkeypatch: py
     assert old.proof_time("verified", ("a", "b\x00c", ""), split, 60) is None
     assert old.proof_time("verified", ("a\x00b", "c", ""), split, 60) is not None
     assert old.proof_time("verified", ("\udc80", "+1", ""), old.sign_proof("verified", ("\udc80", "+1", "")), 60)
-    later = time.time() + 61
-    monkeypatch.setattr(time, "time", lambda: later)
+    # One spelling per token: base64 would ignore the 2 spare bits of the signature's last
+    # character, so every other last character is refused (caches are keyed by the token).
+    version, stamp, sig = proof.split(".")
+    digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    respelt = [f"{version}.{stamp}.{sig[:-1]}{c}" for c in digits if c != sig[-1]]
+    assert [t for t in respelt if old.proof_time("verified", alice, t, 60) is not None] == []
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 30)
+    from_the_future = old.sign_proof("verified", alice)
+    monkeypatch.setattr(time, "time", lambda: now)
+    assert old.proof_time("verified", alice, from_the_future, 3600) is None
+    monkeypatch.setattr(time, "time", lambda: now + 61)
     assert old.proof_time("verified", alice, proof, 60) is None  # expired
     assert old.proof_time("verified", alice, proof, 120) is not None
 
@@ -568,6 +578,63 @@ def test_connection_is_set_up_as_starlette_sets_up_a_connection() -> None:
     # Headers as any iterable (ASGI allows it) are read once and kept as a list for the app.
     lazy = {"type": "http", "headers": iter([(b"cookie", b"c=3")])}
     assert Connection(lazy).cookies == {"c": "3"} and lazy["headers"] == [(b"cookie", b"c=3")]
+
+
+def test_a_bytearray_cookie_header_is_read_and_cached_as_bytes() -> None:
+    scope = {"type": "http", "headers": [(b"cookie", bytearray(b"a=1"))]}
+    for _ in range(2):  # a miss, then a hit
+        assert _http.scope_cookies(scope) == {"a": "1"}
+    assert all(type(raw) is bytes for raw in _http._parsed)
+
+
+async def _asgi_get(app: Starlette, path: str, headers: Any) -> tuple[int, bytes]:
+    """One GET through the app with ``headers`` exactly as given (any iterable, per ASGI)."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], body
+
+
+@pytest.mark.anyio
+async def test_odd_but_valid_asgi_headers_reach_the_same_decision() -> None:
+    app = _wrapped([Route("/account", _page("SECRET"))], ["/account"])
+    mw = Voice2FAMiddleware(app, identify=_alice, settings=Voice2FASettings(secret_key=SECRET), caller=_NoCaller())
+    good = f"voice2fa_verified={mw.keys.sign_proof('verified', Identity('alice', '+12025550143'))}".encode()
+    host = (b"host", b"testserver")
+    cases: list[tuple[Any, int]] = [
+        ([host, (b"cookie", good)], 200),
+        (((b"host", b"testserver"), (b"cookie", good)), 200),  # a tuple
+        ((h for h in [host, (b"cookie", good)]), 200),  # a generator: read once, kept for the app
+        ([host, (b"cookie", bytearray(good))], 200),
+        ([host, (b"cookie", b"a=1"), (b"cookie", good)], 200),  # two Cookie headers: both count
+        ([host, (b"cookie", good), (b"cookie", b"voice2fa_verified=bad")], 303),  # the later wins
+        ([host, (b"cookie", b"voice2fa_verified=" + good.split(b"=", 1)[1] + b"\xff")], 303),
+    ]
+    for headers, status in cases:
+        got, body = await _asgi_get(app, "/account", headers)
+        assert got == status, (headers, got)
+        assert (body == b"SECRET") == (status == 200)
 
 
 def test_the_cookie_cache_is_bounded() -> None:

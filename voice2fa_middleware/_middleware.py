@@ -106,26 +106,27 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-class Voice2FAHandle(Connection):
-    """Put in ``scope["voice2fa"]`` for the app: is the user verified, and when.
+class Voice2FAHandle:
+    """Put in ``scope["voice2fa"]`` for the app: is the user verified, and when."""
 
-    It is also the connection (a Starlette ``HTTPConnection``) that ``identify`` is given: one
-    object a request, not two.
-    """
-
-    # What is learnt during the request. Class-level defaults: making a handle, on every
-    # request, sets two attributes.
-    _identity: Identity | None = None
-    _identified = False
-    _verified_at: float | None = None
+    __slots__ = ("_conn", "_identified", "_identity", "_mw", "_scope", "_verified_at")
 
     def __init__(self, middleware: Voice2FAMiddleware, scope: Scope) -> None:
-        self.scope = scope  # as Connection / HTTPConnection.__init__ does
         self._mw = middleware
+        self._scope = scope
+        self._conn: HTTPConnection | None = None
+        self._identity: Identity | None = None
+        self._identified = False
+        self._verified_at: float | None = None
+
+    def _connection(self) -> HTTPConnection:
+        if self._conn is None:
+            self._conn = Connection(self._scope)
+        return self._conn
 
     async def identity(self) -> Identity | None:
         if not self._identified:
-            self._identity = await self._mw._identify_conn(self)
+            self._identity = await self._mw._identify_conn(self._connection())
             self._identified = True
         return self._identity
 
@@ -133,7 +134,7 @@ class Voice2FAHandle(Connection):
         """Whether ``identity`` holds a proof, fresh enough if asked (the time is kept)."""
         at = self._verified_at
         if at is None:
-            at = self._verified_at = self._mw._verified_at(self.cookies, self.scope, identity)
+            at = self._verified_at = self._mw._verified_at(self._connection().cookies, self._scope, identity)
         return at is not None and (fresh_within is None or self._mw.clock() - at <= fresh_within)
 
     async def verified_at(self) -> float | None:
@@ -155,7 +156,7 @@ class Voice2FAHandle(Connection):
         identity = await self.identity()
         if identity is None or self._passes(identity, fresh_within):
             return None
-        return await self._mw._challenge(Request(self.scope), identity)
+        return await self._mw._challenge(Request(self._scope), identity)
 
 
 class Voice2FAMiddleware:
@@ -293,11 +294,12 @@ class Voice2FAMiddleware:
                 else:
                     # handle.require(rule.fresh_within), written out: it runs on every
                     # protected request, and each call it saves is a few per cent of the cost.
-                    cookies = handle.__dict__["cookies"] = scope_cookies(scope)
+                    cookies = scope_cookies(scope)
+                    conn = handle._conn = Connection(scope, cookies)
                     if self._identify_is_async:
-                        identity = _as_identity(await self._identify(handle))  # type: ignore[misc]
+                        identity = _as_identity(await self._identify(conn))  # type: ignore[misc]
                     else:
-                        identity = await self._identify_conn(handle)
+                        identity = await self._identify_conn(conn)
                     handle._identity = identity
                     handle._identified = True
                     if identity is not None:
