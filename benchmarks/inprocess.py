@@ -17,6 +17,7 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,26 @@ def request(path: str, cookie: str | None) -> bytes:
     return (head + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n").encode()
 
 
+def driver(config: str, path: str, cookie: str | None) -> Callable[[int], Awaitable[None]]:
+    """``drive(n)``: n requests, one after the other, through uvicorn's h11 protocol."""
+    loop = asyncio.get_running_loop()
+    uv = Config(app=build(config), log_level="error", access_log=False, lifespan="off")
+    uv.load()
+    protocol = H11Protocol(uv, ServerState(), {}, loop)
+    transport = _Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    raw = request(path, cookie)
+
+    async def drive(n: int) -> None:
+        for _ in range(n):
+            transport.done = loop.create_future()
+            protocol.data_received(raw)
+            await transport.done
+            await asyncio.sleep(0)  # let uvicorn finish the cycle, as the event loop would
+
+    return drive
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--blocks", type=int, default=40)
@@ -78,35 +99,16 @@ async def main() -> None:
             "/protected",
             f"{app_cookie}; voice2fa_verified={verified_cookie()}",
         ),
-        "(d) SessionMiddleware with a cookie": ("session", "/", None),
+        "(d) SessionMiddleware with a cookie": ("session", "/", f"session={session_cookie()}"),
     }
-    loop = asyncio.get_running_loop()
-    servers: dict[str, tuple[H11Protocol, _Transport, bytes]] = {}
-    for name, (config, path, cookie) in cases.items():
-        uv = Config(app=build(config), log_level="error", access_log=False, lifespan="off")
-        uv.load()
-        protocol = H11Protocol(uv, ServerState(), {}, loop)
-        transport = _Transport()
-        protocol.connection_made(transport)  # type: ignore[arg-type]
-        if config == "session":
-            cookie = f"session={session_cookie()}"
-        servers[name] = (protocol, transport, request(path, cookie))
-
-    async def drive(name: str, n: int) -> None:
-        protocol, transport, raw = servers[name]
-        for _ in range(n):
-            transport.done = loop.create_future()
-            protocol.data_received(raw)
-            await transport.done
-            await asyncio.sleep(0)  # let uvicorn finish the cycle, as the event loop would
-
-    for name in servers:  # warm up: caches filled, bytecode specialised
-        await drive(name, 2000)
-    per_request: dict[str, list[float]] = {name: [] for name in servers}
+    drivers = {name: driver(*case) for name, case in cases.items()}
+    for drive in drivers.values():  # warm up: caches filled, bytecode specialised
+        await drive(2000)
+    per_request: dict[str, list[float]] = {name: [] for name in drivers}
     for _ in range(args.blocks):
-        for name in servers:
+        for name, drive in drivers.items():
             start = time.perf_counter()
-            await drive(name, args.block)
+            await drive(args.block)
             per_request[name].append((time.perf_counter() - start) / args.block * 1e6)
     bare = per_request["(a) bare app"]
     print(f"{'configuration':42} {'us/req':>8} {'+us':>7}")

@@ -1,12 +1,12 @@
 """Machine instructions per request, each configuration next to the bare app (valgrind).
 
-Timings move with the host; instruction counts do not (with a fixed hash seed they repeat to
-within about 0.3 %), so this shows what a change does to the work itself, to a few hundred
-instructions. Each configuration runs in its own process under ``valgrind --tool=cachegrind``
+Timings move with the host; instruction counts do not (with a fixed hash seed and address
+randomisation off they repeat exactly), so this shows what a change does to the work itself, to
+a couple of thousand instructions. Each configuration runs in its own process under ``valgrind``
 twice, for 500 and for 1,500 requests through uvicorn's h11 protocol (no sockets, as in
 ``inprocess.py``); the difference over 1,000 is the cost of one request, start-up left out.
 
-Usage: python benchmarks/instructions.py   (needs valgrind; about a minute per configuration)
+Usage: python benchmarks/instructions.py   (needs valgrind and setarch; about a minute)
 """
 
 from __future__ import annotations
@@ -23,39 +23,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CASES = {
-    "(a) bare app": ("bare", "/", "app"),
-    "(a) bare app, (c)'s request": ("bare", "/protected", "verified"),
-    "(b) middleware, unprotected route": ("middleware", "/", "app"),
-    "(c) middleware, verified cookie": ("middleware", "/protected", "verified"),
+    # name: (configuration, path, with the middleware's verified cookie besides the app's?)
+    "(a) bare app": ("bare", "/", False),
+    "(a) bare app, (c)'s request": ("bare", "/protected", True),
+    "(b) middleware, unprotected route": ("middleware", "/", False),
+    "(c) middleware, verified cookie": ("middleware", "/protected", True),
 }
 
 
 async def drive(name: str, n: int) -> None:
-    from uvicorn.config import Config
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-    from uvicorn.server import ServerState
-
-    from benchmarks.app import build
-    from benchmarks.inprocess import _Transport, request
+    from benchmarks.inprocess import driver
     from benchmarks.run import verified_cookie
 
     config, path, cookie = CASES[name]
-    cookies = "user=bench" + (f"; voice2fa_verified={verified_cookie()}" if cookie == "verified" else "")
-    loop = asyncio.get_running_loop()
-    uv = Config(app=build(config), log_level="error", access_log=False, lifespan="off")
-    uv.load()
-    protocol = H11Protocol(uv, ServerState(), {}, loop)
-    transport = _Transport()
-    protocol.connection_made(transport)  # type: ignore[arg-type]
-    raw = request(path, cookies)
-
-    async def requests(count: int) -> None:
-        for _ in range(count):
-            transport.done = loop.create_future()
-            protocol.data_received(raw)
-            await transport.done
-            await asyncio.sleep(0)
-
+    requests = driver(config, path, "user=bench" + (f"; voice2fa_verified={verified_cookie()}" if cookie else ""))
     await requests(200)  # warm up: caches filled, bytecode specialised
     # The objects made at start-up are left out of later garbage collections: otherwise when
     # a full collection happens to fall (which moves with any change to the code imported)
@@ -66,9 +47,9 @@ async def drive(name: str, n: int) -> None:
 
 
 def instructions(name: str, n: int) -> int:
-    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    cmd = ["setarch", "-R", "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
     cmd += [sys.executable, __file__, "--drive", name, str(n)]
-    env = {**os.environ, "PYTHONHASHSEED": "0", "VOICE2FA_SECRET_KEY": "x" * 32}
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stderr
     found = re.search(r"I\s+refs:\s+([\d,]+)", out)
     assert found, out

@@ -93,13 +93,12 @@ def wrk(url: str, duration: int, headers: dict[str, str] | None = None, connecti
 
 
 def verified_cookie() -> str:
-    from benchmarks.app import SECRET, settings
-    from voice2fa_middleware import Identity, Voice2FAMiddleware
+    """The middleware's proof for the benchmark's signed-in user, as verifying would set it."""
+    from benchmarks.app import settings
+    from voice2fa_middleware import Identity
+    from voice2fa_middleware._crypto import Keyring
 
-    mw = Voice2FAMiddleware(lambda s, r, se: None, identify=lambda c: None, settings=settings(), caller=object())  # type: ignore[arg-type]
-    token = mw.keys.sign_proof("verified", Identity("bench", "+12025550143"))
-    assert SECRET
-    return token
+    return Keyring(settings().secret_keys).sign_proof("verified", Identity("bench", "+12025550143"))
 
 
 def session_cookie() -> str:

@@ -54,6 +54,12 @@ PHONES = {
 }
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio, as uvicorn does."""
+    return "asyncio"
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.offset = 0.0
@@ -65,16 +71,10 @@ class FakeClock:
 # -- redis-server, started by the tests ------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RedisServer:
     def __init__(self, binary: str) -> None:
         self.binary = binary
-        self.port = _free_port()
+        self.port = port_for_later()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = tempfile.mkdtemp(prefix="voice2fa-redis-")
         self.proc: subprocess.Popen[bytes] | None = None

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from voice2fa_middleware import MemoryStore, Voice2FASettings
 
-from .conftest import PHONES, SECRET, RecordingCaller, build_app, identify
+from .conftest import PHONES, SECRET, RecordingCaller, build_app, csrf_of, identify
 
 ENDPOINTS = [
     "/voice2fa",
@@ -187,14 +187,10 @@ def test_s17_oversized_bodies_are_capped(target: Target) -> None:
 
 def test_s17_non_ascii_digits_are_not_codes(target: Target) -> None:
     page = target.request("GET", "/voice2fa/verify", cookies={"test_user": "alice", "voice2fa_pending": target.pending})
-    import re
-
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert csrf
     r = target.request(
         "POST",
         "/voice2fa/verify",
-        data={"code": "١٢٣٤٥٦", "csrf_token": csrf.group(1)},
+        data={"code": "١٢٣٤٥٦", "csrf_token": csrf_of(page.text)},
         cookies={"test_user": "alice", "voice2fa_pending": target.pending},
     )
     assert r.status_code == 400

@@ -33,6 +33,7 @@ from voice2fa_middleware import (
     is_valid_signature,
     safe_next,
 )
+from voice2fa_middleware._crypto import Keyring
 from voice2fa_middleware._http import Connection
 from voice2fa_middleware._i18n import negotiate
 from voice2fa_middleware._laml import LamlBuilder
@@ -307,11 +308,6 @@ async def test_signalwire_caller_timeout_is_a_call_error() -> None:
     await caller.aclose()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 # -- in-process: websockets, root_path -----------------------------------------------------------
 
 
@@ -423,8 +419,6 @@ async def test_root_path_is_stripped_before_matching() -> None:
 
 
 def test_tokens_with_foreign_characters_are_refused() -> None:
-    from voice2fa_middleware._crypto import Keyring
-
     keys = Keyring([SECRET])
     token = keys.pending.dumps({"b": "x"})
     assert keys.load(keys.pending, token, 60) == {"b": "x"}
@@ -440,8 +434,6 @@ def test_tokens_with_foreign_characters_are_refused() -> None:
 
 
 def test_proofs_are_short_and_bound_to_kind_fields_keys_and_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    from voice2fa_middleware._crypto import Keyring
-
     alice = ("alice", "+12025550143", "")
     old, new = Keyring(["old-" + SECRET]), Keyring(["new-" + SECRET, "old-" + SECRET])
     proof = old.sign_proof("verified", alice)
@@ -619,8 +611,7 @@ async def _asgi_get(app: Starlette, path: str, headers: Any) -> tuple[int, bytes
 @pytest.mark.anyio
 async def test_odd_but_valid_asgi_headers_reach_the_same_decision() -> None:
     app = _wrapped([Route("/account", _page("SECRET"))], ["/account"])
-    mw = Voice2FAMiddleware(app, identify=_alice, settings=Voice2FASettings(secret_key=SECRET), caller=_NoCaller())
-    good = f"voice2fa_verified={mw.keys.sign_proof('verified', Identity('alice', '+12025550143'))}".encode()
+    good = f"voice2fa_verified={Keyring([SECRET]).sign_proof('verified', ('alice', '+12025550143', ''))}".encode()
     host = (b"host", b"testserver")
     cases: list[tuple[Any, int]] = [
         ([host, (b"cookie", good)], 200),
@@ -659,9 +650,8 @@ async def test_identities_that_compare_equal_but_bind_differently_never_share_a_
         return who[conn.headers["x-who"]]
 
     app = _wrapped([Route("/account", _page("SECRET"))], ["/account"], identify=identify)
-    mw = Voice2FAMiddleware(app, identify=identify, settings=Voice2FASettings(secret_key=SECRET), caller=_NoCaller())
-    token_a = mw.keys.sign_proof("verified", Identity("alice", phone, "1"))
-    token_list = mw.keys.sign_proof("verified", Identity("alice", phone, "['v']"))
+    token_a = Keyring([SECRET]).sign_proof("verified", Identity("alice", phone, "1"))
+    token_list = Keyring([SECRET]).sign_proof("verified", Identity("alice", phone, "['v']"))
     async with _client(app) as client:
         as_a = {"x-who": "a", "cookie": f"voice2fa_verified={token_a}"}
         as_b = {"x-who": "b", "cookie": f"voice2fa_verified={token_a}"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 
 import pytest
@@ -75,8 +76,6 @@ def test_a_verified_cookie_is_not_a_remembered_device(harness_factory: Callable[
         verified = c.cookies["voice2fa_verified"]
         assert c.get("/account").status_code == 200  # checked, and cached
     with h.client() as swapped:
-        import time
-
         time.sleep(2.1)  # the verified cookie has expired (whole-second timestamps)
         swapped.cookies.set("voice2fa_remember", verified)  # same token, other slot
         assert swapped.get("/account").status_code == 303

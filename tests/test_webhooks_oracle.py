@@ -78,7 +78,7 @@ def test_middleware_accepts_sdk_signatures_over_http(harness_factory: Callable[.
     }
     good = httpx.post(laml, data=form, headers={header: sdk.build_signature_with_compatibility(laml, form)})
     assert good.status_code == 200 and "<Gather" in good.text
-    # The port-less spelling of the same URL signs the same request (the SDK tries both).
+    # A signature made over another URL (here, with a query added) is refused.
     bad = httpx.post(laml, data=form, headers={header: sdk.build_signature_with_compatibility(laml + "?x=1", form)})
     assert bad.status_code == 403
     tampered = httpx.post(

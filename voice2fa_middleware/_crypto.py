@@ -109,21 +109,14 @@ class Keyring:
 
     # -- signed payloads ---------------------------------------------------------------
 
-    @classmethod
-    def load(cls, serializer: URLSafeTimedSerializer, token: str | None, max_age: int) -> Any:
-        """The payload of a signed token, or ``None`` for a missing, bad or expired one."""
-        loaded = cls.load_with_time(serializer, token, max_age)
-        return None if loaded is None else loaded[0]
-
     @staticmethod
-    def load_with_time(serializer: URLSafeTimedSerializer, token: str | None, max_age: int) -> tuple[Any, float] | None:
-        """Like :meth:`load`, with the time the token was signed (a Unix timestamp)."""
+    def load(serializer: URLSafeTimedSerializer, token: str | None, max_age: int, max_length: int = 4096) -> Any:
+        """The payload of a signed token, or ``None`` for a missing, bad, long or expired one."""
         # Only the characters itsdangerous emits: base64 decoding would skip others, making
-        # endless spellings of one valid token (and flooding caches keyed by the token).
-        if not token or len(token) > 4096 or not _TOKEN_CHARS.fullmatch(token):
+        # endless spellings of one valid token.
+        if not token or len(token) > max_length or not _TOKEN_CHARS.fullmatch(token):
             return None
         try:
-            payload, signed_at = serializer.loads(token, max_age=max_age, return_timestamp=True)
+            return serializer.loads(token, max_age=max_age)
         except (BadData, UnicodeError, ValueError):
             return None
-        return payload, signed_at.timestamp()

@@ -42,7 +42,6 @@ logger = logging.getLogger("voice2fa")
 _CODE_RE = re.compile(r"[0-9]+")
 _SEPARATORS = re.compile(r"[\s\-.]")
 _CALL_STATUSES = frozenset({"queued", "initiated", "ringing", "in-progress", "answered", *FINAL_STATUSES})
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_\-.]{1,512}")
 
 
 class _BadRequest(Exception):
@@ -140,8 +139,8 @@ class Voice2FAHandle:
     async def verified_at(self) -> float | None:
         """When this user last verified (Unix time), or ``None``."""
         identity = await self.identity()
-        if identity is not None and self._verified_at is None:
-            self._passes(identity, None)
+        if identity is not None:
+            self._passes(identity, None)  # keeps the time it finds
         return self._verified_at
 
     async def is_verified(self, fresh_within: int | None = None) -> bool:
@@ -189,7 +188,7 @@ class Voice2FAMiddleware:
         self._identify_is_async = _is_async_callable(identify)
         self.rules = PathRules(protect)
         self.keys = Keyring(s.secret_keys)
-        self._public_https = (s.public_url or "").startswith("https:")
+        public_https = (s.public_url or "").startswith("https:")
         kinds = ("pending", "verified", "remember")
         self._cookie_names = {
             True: {k: f"__Host-voice2fa_{k}" for k in kinds},
@@ -197,7 +196,7 @@ class Voice2FAMiddleware:
         }
         # None: secure cookies follow the request's scheme.
         self._always_secure: bool | None = (
-            s.cookie_secure if s.cookie_secure is not None else (True if self._public_https else None)
+            s.cookie_secure if s.cookie_secure is not None else (True if public_https else None)
         )
         # What proves a verification: the verified cookie, then a remembered device.
         self._proofs = [_Proof("verified", self._cookie_names, s.verified_max_age)]
@@ -456,7 +455,7 @@ class Voice2FAMiddleware:
         if self.settings.public_url:
             return self.settings.public_url.rstrip("/")
         server = conn.scope.get("server")
-        scheme = "https" if conn.scope.get("scheme") in ("https", "wss") else "http"
+        scheme = "https" if conn.scope.get("scheme") in _SECURE_SCHEMES else "http"
         if not server or server[1] is None:
             return f"{scheme}://127.0.0.1"
         host = f"[{server[0]}]" if ":" in server[0] else server[0]
@@ -978,9 +977,7 @@ class Voice2FAMiddleware:
         form = dict(params)
         kind, _, tail = rest.partition("/")
         token, _, action = tail.partition("/")
-        loaded = (
-            self.keys.load(self.keys.call, token, self.settings.code_ttl + 3600) if _TOKEN_RE.fullmatch(token) else None
-        )
+        loaded = self.keys.load(self.keys.call, token, self.settings.code_ttl + 3600, max_length=512)
         if not (isinstance(loaded, list) and len(loaded) == 2 and all(isinstance(x, str) for x in loaded)):
             return (
                 self._laml_response(self.laml.goodbye(language="en", expired=True))

@@ -41,7 +41,7 @@ redis.call('HSET', KEYS[1], 'code_mac', ARGV[1], 'code', ARGV[2], 'call_nonce', 
 return '0'
 """
 
-# KEYS[1] challenge; ARGV: nonce, call_sid, status, drop_code, reset_cooldown.
+# KEYS[1] challenge; ARGV: nonce, call_sid, status, drop_code.
 _UPDATE_CALL = """
 if ARGV[1] == '' or redis.call('HGET', KEYS[1], 'call_nonce') ~= ARGV[1] then return false end
 if ARGV[2] ~= '' and (redis.call('HGET', KEYS[1], 'call_sid') or '') == '' then
@@ -49,7 +49,6 @@ if ARGV[2] ~= '' and (redis.call('HGET', KEYS[1], 'call_sid') or '') == '' then
 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'call_status', ARGV[3]) end
 if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'code', '') end
-if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'last_call_at', '0') end
 return redis.call('HGETALL', KEYS[1])
 """
 
@@ -209,12 +208,11 @@ class RedisStore:
         call_sid: str | None = None,
         status: str | None = None,
         drop_code: bool = False,
-        reset_cooldown: bool = False,
     ) -> Challenge | None:
         flat = await self._run(
             self._update_call(
                 keys=[self._ck(challenge_id)],
-                args=[call_nonce, call_sid or "", status or "", int(drop_code), int(reset_cooldown)],
+                args=[call_nonce, call_sid or "", status or "", int(drop_code)],
             )
         )
         return Challenge.from_fields(_pairs(flat)) if flat else None

@@ -120,18 +120,14 @@ class Voice2FASettings:
     ephemeral_secret: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        keys = self.secret_key
-        ephemeral = False
-        if keys is None or keys == "" or (not isinstance(keys, str) and not list(keys)):
-            keys = (secrets.token_urlsafe(32),)
-            ephemeral = True
-        elif isinstance(keys, str):
-            keys = tuple(k.strip() for k in keys.split(",") if k.strip())
+        given = self.secret_key
+        if isinstance(given, str):
+            keys = tuple(k.strip() for k in given.split(",") if k.strip())
         else:
-            keys = tuple(k for k in keys if k)
-        if not keys:
+            keys = tuple(k for k in given or () if k)
+        ephemeral = not keys
+        if ephemeral:
             keys = (secrets.token_urlsafe(32),)
-            ephemeral = True
         object.__setattr__(self, "secret_keys", keys)
         object.__setattr__(self, "ephemeral_secret", ephemeral)
         self._validate()

@@ -121,7 +121,6 @@ class Store(Protocol):
         call_sid: str | None = None,
         status: str | None = None,
         drop_code: bool = False,
-        reset_cooldown: bool = False,
     ) -> Challenge | None:
         """Update the call of a challenge if ``call_nonce`` is still its current call.
 
@@ -255,7 +254,6 @@ class MemoryStore:
         call_sid: str | None = None,
         status: str | None = None,
         drop_code: bool = False,
-        reset_cooldown: bool = False,
     ) -> Challenge | None:
         current = self._challenges.get(challenge_id)
         if current is None or not call_nonce or current.call_nonce != call_nonce:
@@ -267,8 +265,6 @@ class MemoryStore:
             changes["call_status"] = status
         if drop_code:
             changes["code"] = ""
-        if reset_cooldown:
-            changes["last_call_at"] = 0.0
         updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
         self._challenges[challenge_id] = updated
         return updated
