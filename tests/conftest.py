@@ -201,6 +201,18 @@ def submit_concurrently(url: str, cookies: dict[str, str], form: dict[str, str],
     return results
 
 
+def example_env(double: SignalWireDouble, port: int, redis_url: str | None = None) -> dict[str, str]:
+    """An example app's environment: the double as SignalWire, webhooks to ``port``, and
+    Redis as the store when ``redis_url`` is given."""
+    env = {**double.env(public_url=f"http://127.0.0.1:{port}"), "VOICE2FA_SECRET_KEY": SECRET}
+    return {**env, "VOICE2FA_REDIS_URL": redis_url} if redis_url else env
+
+
+def wrong_for(code: str) -> str:
+    """A code of the same length that is not ``code``."""
+    return "9" * len(code) if code != "9" * len(code) else "8" * len(code)
+
+
 def csrf_of(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, html

@@ -13,7 +13,7 @@ import pytest
 
 from voice2fa_middleware.testing import SignalWireDouble, port_for_later
 
-from .conftest import SECRET, csrf_of
+from .conftest import SECRET, csrf_of, example_env, wrong_for
 
 EXAMPLES = ["examples.starlette_app:app", "examples.fastapi_app:app"]
 
@@ -27,7 +27,7 @@ def sign_in(client: httpx.Client) -> None:
 def test_example_whole_flow_against_signalwire_double(target: str, uvicorn_factory: Callable[..., Any]) -> None:
     with SignalWireDouble() as double:
         port = port_for_later()
-        env = {**double.env(public_url=f"http://127.0.0.1:{port}"), "VOICE2FA_SECRET_KEY": SECRET}
+        env = example_env(double, port)
         app = uvicorn_factory(target, env, port=port)
         client = httpx.Client(base_url=app.url, timeout=20)
         assert client.get("/account").status_code == 303  # anonymous: the app's own login
@@ -57,9 +57,8 @@ def test_example_whole_flow_against_signalwire_double(target: str, uvicorn_facto
         for url in (fields["Url"], fields["StatusCallback"], verify_url, str(page.url)):
             assert code not in url
 
-        wrong = "0" * 6 if code != "0" * 6 else "1" * 6
         csrf = csrf_of(page.text)
-        bad = client.post("/voice2fa/verify", data={"code": wrong, "csrf_token": csrf, "next": "/account"})
+        bad = client.post("/voice2fa/verify", data={"code": wrong_for(code), "csrf_token": csrf, "next": "/account"})
         assert bad.status_code == 400
         assert "4 attempts left" in bad.text
         good = client.post("/voice2fa/verify", data={"code": code, "csrf_token": csrf, "next": "/account"})
@@ -82,7 +81,7 @@ def test_example_whole_flow_against_signalwire_double(target: str, uvicorn_facto
 def test_example_json_client_verifies_with_json(target: str, uvicorn_factory: Callable[..., Any]) -> None:
     with SignalWireDouble() as double:
         port = port_for_later()
-        env = {**double.env(public_url=f"http://127.0.0.1:{port}"), "VOICE2FA_SECRET_KEY": SECRET}
+        env = example_env(double, port)
         app = uvicorn_factory(target, env, port=port)
         client = httpx.Client(base_url=app.url, timeout=20, headers={"accept": "application/json"})
         sign_in(client)
@@ -123,21 +122,12 @@ def test_demo_runs_with_console_caller_and_no_credentials(uvicorn_factory: Calla
     assert phone.status_code == 200 and "Dev phone" in phone.text
 
 
-def _redis_env(double: SignalWireDouble, port: int, redis_server: Any) -> dict[str, str]:
-    """The example's environment: the double as SignalWire, webhooks to ``port``, Redis as store."""
-    return {
-        **double.env(public_url=f"http://127.0.0.1:{port}"),
-        "VOICE2FA_SECRET_KEY": SECRET,
-        "VOICE2FA_REDIS_URL": redis_server.url,
-    }
-
-
 @pytest.mark.redis
 def test_two_processes_share_challenges_through_redis(redis_server: Any, uvicorn_factory: Callable[..., Any]) -> None:
     """A challenge created by one process is verified by another (RedisStore)."""
     with SignalWireDouble() as double:
         port_a = port_for_later()
-        env = _redis_env(double, port_a, redis_server)
+        env = example_env(double, port_a, redis_server.url)
         a = uvicorn_factory("examples.starlette_app:app", env, port=port_a)
         b = uvicorn_factory("examples.starlette_app:app", env)
         client_a = httpx.Client(base_url=a.url, timeout=20)
@@ -148,10 +138,9 @@ def test_two_processes_share_challenges_through_redis(redis_server: Any, uvicorn
         code = double.wait_for_code()
         # Same browser (cookies are per host, not per port), other process.
         client_b = httpx.Client(base_url=b.url, timeout=20, cookies=client_a.cookies)
-        wrong = "0" * 6 if code != "0" * 6 else "1" * 6
-        bad = client_b.post("/voice2fa/verify", data={"code": wrong, "csrf_token": csrf_of(page.text)})
+        bad = client_b.post("/voice2fa/verify", data={"code": wrong_for(code), "csrf_token": csrf_of(page.text)})
         assert "4 attempts left" in bad.text
-        again = client_a.post("/voice2fa/verify", data={"code": wrong, "csrf_token": csrf_of(page.text)})
+        again = client_a.post("/voice2fa/verify", data={"code": wrong_for(code), "csrf_token": csrf_of(page.text)})
         assert "3 attempts left" in again.text  # the count is shared
         ok = client_b.post("/voice2fa/verify", data={"code": code, "csrf_token": csrf_of(page.text)})
         assert ok.status_code == 303
@@ -166,7 +155,7 @@ def test_two_processes_share_challenges_through_redis(redis_server: Any, uvicorn
 def test_uvicorn_two_workers_with_redis(redis_server: Any, uvicorn_factory: Callable[..., Any]) -> None:
     with SignalWireDouble() as double:
         port = port_for_later()
-        env = _redis_env(double, port, redis_server)
+        env = example_env(double, port, redis_server.url)
         app = uvicorn_factory("examples.starlette_app:app", env, port=port, workers=2)
         for n in range(3):
             client = httpx.Client(base_url=app.url, timeout=20)

@@ -21,13 +21,7 @@ from voice2fa_middleware import _crypto as crypto_module
 from voice2fa_middleware._crypto import generate_code
 from voice2fa_middleware.testing import SignalWireDouble
 
-from .conftest import Harness, RecordingCaller, csrf_of, submit_concurrently
-
-WRONG = "999999"
-
-
-def wrong_for(code: str) -> str:
-    return WRONG if code != WRONG else "888888"
+from .conftest import Harness, RecordingCaller, csrf_of, submit_concurrently, wrong_for
 
 
 def memory_store(h: Harness) -> MemoryStore:

@@ -311,28 +311,15 @@ async def test_signalwire_caller_timeout_is_a_call_error() -> None:
 # -- in-process: websockets, root_path -----------------------------------------------------------
 
 
-def _app(**kw: object) -> Starlette:
-    async def identify(conn: object) -> tuple[str, str]:
-        return ("alice", "+12025550143")
-
-    async def secret(request: object) -> PlainTextResponse:
-        return PlainTextResponse("SECRET")
+def _app() -> Starlette:
+    """/account/{item} and a WebSocket at /ws/secret, both protected, behind the middleware."""
 
     async def ws(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.send_text("SECRET")
         await websocket.close()
 
-    app = Starlette(routes=[Route("/account/{item}", secret), WebSocketRoute("/ws/secret", ws)])
-    app.add_middleware(
-        Voice2FAMiddleware,
-        identify=identify,
-        protect=["/account", "/ws"],
-        settings=Voice2FASettings(secret_key=SECRET),
-        caller=_NoCaller(),
-        **kw,
-    )
-    return app
+    return _wrapped([Route("/account/{item}", _page("SECRET")), WebSocketRoute("/ws/secret", ws)], ["/account", "/ws"])
 
 
 class _NoCaller:
@@ -366,8 +353,9 @@ def _wrapped(
     return app
 
 
-def _client(app: Starlette) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+def _client(app: Starlette, root_path: str = "") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, root_path=root_path)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
 async def _asgi_websocket(app: Starlette, path: str) -> list[dict[str, object]]:
@@ -404,16 +392,14 @@ async def test_unverified_websocket_is_closed_with_policy_violation() -> None:
 
 @pytest.mark.anyio
 async def test_newline_in_path_parameter_is_still_protected() -> None:
-    transport = httpx.ASGITransport(app=_app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with _client(_app()) as client:
         r = await client.get("/account/a%0Ab")
         assert r.status_code == 303 and "SECRET" not in r.text
 
 
 @pytest.mark.anyio
 async def test_root_path_is_stripped_before_matching() -> None:
-    transport = httpx.ASGITransport(app=_app(), root_path="/api")
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with _client(_app(), root_path="/api") as client:
         r = await client.get("/api/account/x")
         assert r.status_code == 303 and "SECRET" not in r.text
 

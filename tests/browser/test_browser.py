@@ -16,7 +16,7 @@ import pytest
 
 from voice2fa_middleware.testing import SignalWireDouble, port_for_later
 
-from ..conftest import ROOT, SECRET
+from ..conftest import ROOT, SECRET, example_env, wrong_for
 
 pytestmark = pytest.mark.browser
 
@@ -52,8 +52,7 @@ def browser() -> Iterator[Any]:
 def site(uvicorn_factory: Callable[..., Any]) -> Iterator[tuple[str, SignalWireDouble]]:
     with SignalWireDouble() as double:
         port = port_for_later()
-        env = {**double.env(public_url=f"http://127.0.0.1:{port}"), "VOICE2FA_SECRET_KEY": SECRET}
-        app = uvicorn_factory("examples.starlette_app:app", env, port=port)
+        app = uvicorn_factory("examples.starlette_app:app", example_env(double, port), port=port)
         yield app.url, double
 
 
@@ -104,7 +103,7 @@ def test_wrong_code_is_announced_with_attempts_left(browser: Any, site: tuple[st
     base, double = site
     page = open_verify(browser, base)
     code = double.wait_for_code()
-    page.get_by_label("Verification code").fill("000000" if code != "000000" else "111111")
+    page.get_by_label("Verification code").fill(wrong_for(code))
     page.get_by_role("button", name="Verify").click()
     alert = page.get_by_role("alert")
     assert "4 attempts left" in alert.inner_text()
