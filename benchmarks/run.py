@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,17 +27,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+from voice2fa_middleware.testing import port_for_later  # noqa: E402
 
 # With two cores or more, the server and wrk each get a core of their own (taskset), so they
 # do not take turns on one and the scheduler does not move them about: steadier figures.
 PIN = bool(shutil.which("taskset")) and len(os.sched_getaffinity(0)) >= 2
-SERVER_CPU, WRK_CPU = (sorted(os.sched_getaffinity(0))[-1], sorted(os.sched_getaffinity(0))[0]) if PIN else (0, 0)
+SERVER_CPU, WRK_CPU = (max(os.sched_getaffinity(0)), min(os.sched_getaffinity(0))) if PIN else (0, 0)
 
 
 def pinned(cmd: list[str], cpu: int) -> list[str]:
@@ -47,7 +41,7 @@ def pinned(cmd: list[str], cpu: int) -> list[str]:
 
 class Server:
     def __init__(self, config: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+        self.port = port_for_later()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             pinned(
@@ -115,7 +109,7 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str] | None:
     binary = shutil.which("redis-server")
     if not binary:
         return None
-    port = free_port()
+    port = port_for_later()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tempfile.mkdtemp()],
         stdout=subprocess.DEVNULL,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 
 import pytest
 
 from voice2fa_middleware import RedisStore
 
-from .conftest import Harness, RedisServer, csrf_of, submit_concurrently
+from .conftest import Harness, RedisServer, submit_concurrently
 
 pytestmark = pytest.mark.redis
 
@@ -17,9 +16,7 @@ pytestmark = pytest.mark.redis
 def test_redis_stopped_mid_flow_fails_closed_and_recovers(
     harness_factory: Callable[..., Harness], redis_server: RedisServer
 ) -> None:
-    binary = shutil.which("redis-server")
-    assert binary
-    own = RedisServer(binary)  # a server of our own, to stop and start
+    own = RedisServer(redis_server.binary)  # a server of our own, to stop and start
     own.start()
     try:
         h = harness_factory(store=RedisStore(own.url, timeout=0.5), store_timeout=1.0)
@@ -49,9 +46,7 @@ def test_fifty_concurrent_correct_submissions_one_success_on_redis(
 ) -> None:
     h = harness_factory(store="redis")
     with h.client() as c:
-        first = c.get("/account")
-        csrf = csrf_of(c.get(first.headers["location"]).text)
-        code = h.double.wait_for_code()
+        csrf, code = h.challenge(c)
         cookies = dict(c.cookies)
     results = submit_concurrently(h.url, cookies, {"code": code, "csrf_token": csrf}, 50)
     assert results.count(303) == 1 and len(results) == 50

@@ -49,10 +49,9 @@ class Keyring:
         self._code_keys = [_derive(s, "code") for s in self._secrets]
         self._tag_keys = [_derive(s, "tag") for s in self._secrets]
         # itsdangerous signs with the last key and verifies with all of them.
-        oldest_first = list(reversed(self._secrets))
-        self._oldest_first = oldest_first
-        self.pending = URLSafeTimedSerializer(oldest_first, salt="voice2fa.pending")
-        self.call = URLSafeTimedSerializer(oldest_first, salt="voice2fa.call")
+        self._oldest_first = list(reversed(self._secrets))
+        self.pending = URLSafeTimedSerializer(self._oldest_first, salt="voice2fa.pending")
+        self.call = URLSafeTimedSerializer(self._oldest_first, salt="voice2fa.call")
 
     # -- keyed hashes ----------------------------------------------------------------------
 
