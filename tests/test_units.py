@@ -38,7 +38,7 @@ from voice2fa_middleware._http import Connection
 from voice2fa_middleware._i18n import negotiate
 from voice2fa_middleware._laml import LamlBuilder
 from voice2fa_middleware._phone import check_phone, mask
-from voice2fa_middleware._protection import PathRules
+from voice2fa_middleware._rules import PathRules
 
 from .conftest import SECRET
 

@@ -1,5 +1,7 @@
 """Two-factor authentication by voice call for Starlette and FastAPI apps."""
 
+from typing import TYPE_CHECKING
+
 from ._audit import AuditEvent, AuditHook
 from ._callers import Caller, ConsoleCaller, SignalWireCaller, SignalWireSDKCaller
 from ._errors import (
@@ -10,12 +12,17 @@ from ._errors import (
     StoreFullError,
     Voice2FAError,
 )
-from ._middleware import Voice2FAHandle, Voice2FAMiddleware
-from ._protection import Identity, ProtectedPath, VerificationRequired, VoiceTwoFactor, require_voice_2fa
+from ._handle import Voice2FAHandle
+from ._middleware import Voice2FAMiddleware
+from ._protection import VerificationRequired, VoiceTwoFactor, require_voice_2fa
+from ._rules import Identity, ProtectedPath
 from ._settings import Voice2FASettings
 from ._store import Bucket, Challenge, MemoryStore, Store
 from ._urls import safe_next
 from ._webhooks import compute_signature, is_valid_signature
+
+if TYPE_CHECKING:  # imported on first use at run time (needs the 'redis' extra); see __getattr__
+    from ._redis_store import RedisStore
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,168 @@
+"""Starting a challenge: lockout and call limits, a new code in the store, the call, and the
+pending cookie that sends the browser (or API client) to the verify page."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import RedirectResponse, Response
+
+from ._context import Context
+from ._crypto import generate_code, new_id
+from ._errors import CallError, StoreError
+from ._pages import json_response
+from ._phone import check_phone
+from ._rules import Identity
+from ._store import Bucket, Challenge
+from ._urls import safe_next
+
+logger = logging.getLogger("voice2fa")
+
+
+class Challenger:
+    """Creates challenges and places their calls; owns the call limits (S8) and lockout (S4)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+
+    async def challenge(self, request: Request, identity: Identity) -> Response:
+        """The answer to a signed-in user without a fresh enough proof."""
+        ctx = self.ctx
+        language = ctx.language(request)
+        query = request.url.query
+        next_url = request.url.path + ("?" + query if query else "")
+        try:
+            return await self._start(request, identity, next_url, language)
+        except StoreError as exc:
+            logger.error("voice2fa: store unavailable, failing closed: %s", exc)
+            return ctx.error(request, 503, "store", language=language, retry_after=5)
+
+    async def _start(self, request: Request, identity: Identity, next_url: str, language: str) -> Response:
+        ctx = self.ctx
+        now = ctx.now()
+        user_tag = ctx.keys.tag("user", identity.user_id)
+        pending = ctx.pending(request)
+        if pending is not None and pending["u"] == user_tag:
+            live = await ctx.run(ctx.store.get(pending["c"]))
+            if live is not None and live.user_tag == user_tag:
+                return self._to_verify(request, next_url, pending, set_cookie=False)
+        locked = await self.locked_for(user_tag, now)
+        if locked:
+            return ctx.error(request, 429, "locked", language=language, retry_after=locked)
+        phone = check_phone(identity.phone, ctx.allowed_regions)
+        if not phone.ok or phone.e164 is None:
+            await ctx.audit("call_refused", request, identity.user_id, reason=f"phone_{phone.reason}")
+            return ctx.error(request, 403, "phone", language=language)
+        wait = await ctx.run(ctx.store.take(self.call_buckets(request, user_tag, phone.e164), now))
+        if wait:
+            await ctx.audit("call_refused", request, identity.user_id, reason="rate_limited")
+            return ctx.error(request, 429, "rate_limited", language=language, retry_after=wait)
+        challenge = Challenge(
+            id=new_id(),
+            user_tag=user_tag,
+            phone=phone.e164,
+            code_mac="",
+            created_at=now,
+            expires_at=now + self.settings.code_ttl,
+            language=language,
+        )
+        await ctx.run(ctx.store.create(challenge))
+        await ctx.audit("challenge_created", request, identity.user_id)
+        failure = await self.place_call(request, challenge, identity.user_id, first=True)
+        if failure is not None:
+            await ctx.run(ctx.store.delete(challenge.id))
+            return failure
+        payload = {"c": challenge.id, "u": user_tag, "x": new_id(), "n": next_url}
+        return self._to_verify(request, next_url, payload, set_cookie=True)
+
+    def _to_verify(self, request: Request, next_url: str, pending: dict[str, str], *, set_cookie: bool) -> Response:
+        ctx = self.ctx
+        verify_url = ctx.verify_url(next_url)
+        response: Response
+        if ctx.wants_json(request):
+            response = json_response(
+                401,
+                {
+                    "error": "voice2fa_required",
+                    "verify_url": verify_url,
+                    "status_url": f"{ctx.prefix}/verify/status",
+                    "resend_url": f"{ctx.prefix}/resend",
+                    "csrf_token": pending["x"],
+                },
+                {"www-authenticate": 'Voice2FA realm="voice2fa"'},
+            )
+        else:
+            response = RedirectResponse(verify_url, status_code=303, headers={"cache-control": "no-store"})
+        if set_cookie:
+            ctx.cookies.set(response, request, "pending", ctx.keys.pending.dumps(pending))
+        return response
+
+    def call_buckets(self, conn: HTTPConnection, user_tag: str, e164: str) -> list[Bucket]:
+        s, keys = self.settings, self.ctx.keys
+        return [
+            Bucket("calls:all", s.calls_per_hour, 3600),
+            Bucket("calls:phone:" + keys.tag("phone", e164), s.calls_per_phone_per_hour, 3600),
+            Bucket("calls:user:" + user_tag, s.calls_per_user_per_hour, 3600),
+            Bucket(
+                "calls:client:" + keys.tag("client", self.ctx.client_address(conn)), s.calls_per_client_per_hour, 3600
+            ),
+        ]
+
+    async def locked_for(self, user_tag: str, now: float) -> float:
+        """Seconds until the user's lockout ends (0: not locked)."""
+        count, left = await self.ctx.run(self.ctx.store.peek("fail:" + user_tag, now))
+        return left if count >= self.settings.lockout_failures else 0.0
+
+    def resend_in(self, ch: Challenge) -> int:
+        """Seconds until another call may be asked for."""
+        now = self.ctx.now()
+        if ch.calls >= self.settings.max_calls_per_challenge:
+            return max(0, int(ch.expires_at - now))
+        return max(0, int(ch.last_call_at + self.settings.resend_cooldown - now + 0.999)) if ch.last_call_at else 0
+
+    async def place_call(self, request: Request, challenge: Challenge, user_id: str, *, first: bool) -> Response | None:
+        """Install a new code and call; ``None`` when the call was placed."""
+        ctx, s = self.ctx, self.settings
+        code = generate_code(s.code_digits)
+        nonce = new_id(12)
+        granted = await ctx.run(
+            ctx.store.begin_call(
+                challenge.id,
+                code_mac=ctx.keys.code_mac(challenge.id, code),
+                code=code,
+                call_nonce=nonce,
+                now=ctx.now(),
+                cooldown=0 if first else s.resend_cooldown,
+                max_calls=s.max_calls_per_challenge,
+            )
+        )
+        del code
+        if granted is None:
+            return ctx.error(request, 400, "no_challenge", link=ctx.pending_next(request))
+        if granted > 0:
+            await ctx.audit("call_refused", request, user_id, reason="cooldown")
+            return ctx.error(request, 429, "rate_limited", retry_after=granted)
+        token = ctx.keys.call.dumps([challenge.id, nonce])
+        base = ctx.base_url(request) + ctx.prefix
+        try:
+            with anyio.fail_after(s.call_timeout + 1):
+                sid = await ctx.caller.place_call(
+                    to=challenge.phone,
+                    from_=ctx.from_number,
+                    laml_url=f"{base}/laml/{token}",
+                    status_url=f"{base}/status/{token}",
+                )
+        except Exception as exc:  # any failure of the caller: no call, a clear 502
+            status = exc.status if isinstance(exc, CallError) else None
+            logger.warning("voice2fa: the call could not be placed (status=%s)", status)
+            if not first:  # the code the user already heard keeps working
+                await ctx.run(ctx.store.rollback_call(challenge.id, nonce, challenge))
+            await ctx.audit("call_failed", request, user_id, provider_status=status or 0)
+            link = safe_next(request.url.path) or "/" if first else ctx.pending_next(request)
+            return ctx.error(request, 502, "call_failed", link=link)
+        await ctx.run(ctx.store.update_call(challenge.id, nonce, call_sid=str(sid)[:64]))
+        await ctx.audit("call_placed", request, user_id, call_sid=str(sid)[:64])
+        return None

@@ -1,0 +1,241 @@
+"""What every part of the middleware works with, built once from the settings.
+
+``Context`` holds the settings, keys, cookies, store, caller and pages, and answers the small
+questions every request handler asks: who is this (``identify``), which language, JSON or a
+page, which client address, where does the provider reach us, what is in the pending cookie.
+It also turns an error code into the page or JSON body every endpoint answers with.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+
+from ._audit import AuditEvent, AuditHook, EventKind, emit
+from ._callers import Caller, ConsoleCaller, SignalWireCaller
+from ._crypto import Keyring
+from ._errors import StoreError
+from ._i18n import negotiate, normalize_language, translate
+from ._laml import LamlBuilder
+from ._pages import Pages, json_response
+from ._phone import region_of
+from ._proofs import SECURE_SCHEMES, Cookies
+from ._rules import Identify, Identity, as_identity, is_async_callable
+from ._settings import Voice2FASettings
+from ._store import MemoryStore, Store
+from ._urls import safe_next
+
+logger = logging.getLogger("voice2fa")
+
+SelectLanguage = Callable[[HTTPConnection], "str | None"]
+
+
+def default_store(s: Voice2FASettings, clock: Callable[[], float]) -> Store:
+    if s.redis_url:
+        from ._redis_store import RedisStore
+
+        return RedisStore(s.redis_url, timeout=s.store_timeout)
+    return MemoryStore(max_challenges=s.memory_max_challenges, clock=clock)
+
+
+def default_caller(s: Voice2FASettings) -> Caller:
+    if s.uses_signalwire:
+        assert s.space_url and s.signalwire_project and s.signalwire_token
+        return SignalWireCaller(
+            space=s.space_url, project=s.signalwire_project, token=s.signalwire_token, timeout=s.call_timeout
+        )
+    logger.warning(
+        "voice2fa: no SignalWire credentials, using the CONSOLE CALLER: calls are "
+        "played locally and codes shown on the terminal. NOT FOR PRODUCTION."
+    )
+    return ConsoleCaller(signing_key=s.webhook_key)
+
+
+class Context:
+    """The middleware's shared parts and the questions every handler asks."""
+
+    def __init__(
+        self,
+        *,
+        identify: Identify,
+        settings: Voice2FASettings,
+        store: Store | None,
+        caller: Caller | None,
+        on_event: AuditHook | None,
+        select_language: SelectLanguage | None,
+        template_dirs: Sequence[str | Path],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = s = settings
+        self.identify = identify
+        self.identify_is_async = is_async_callable(identify)
+        self.keys = Keyring(s.secret_keys)
+        self.clock = clock
+        self.cookies = Cookies(s, self.keys, clock)
+        self.on_event = on_event
+        self.select_language = select_language
+        self.prefix = s.prefix
+        self.pages = Pages(template_dirs)
+        self.laml = LamlBuilder(voice=s.voice, app_name=s.app_name)
+        self.allowed_regions: frozenset[str] | None = (
+            frozenset(r.upper() for r in s.allowed_countries)
+            if s.allowed_countries is not None
+            else (frozenset({r}) if (r := region_of(s.from_number)) else None)
+        )
+        self.from_number = s.from_number or "+10000000000"
+        self._proxies = [ipaddress.ip_network(p, strict=False) for p in s.trusted_proxies]
+        self.store: Store = store if store is not None else default_store(s, clock)
+        self.caller: Caller = caller if caller is not None else default_caller(s)
+        self.dev_pages = s.dev_pages if s.dev_pages is not None else isinstance(self.caller, ConsoleCaller)
+        if s.ephemeral_secret:
+            logger.warning(
+                "voice2fa: VOICE2FA_SECRET_KEY is not set; using a random key. Cookies will not "
+                "survive a restart nor be shared between workers."
+            )
+        if not s.public_url:
+            logger.warning("voice2fa: VOICE2FA_PUBLIC_URL is not set; webhook URLs follow the request's host")
+
+    # -- who, in which language, from where ----------------------------------------------------
+
+    async def identify_conn(self, conn: HTTPConnection) -> Identity | None:
+        """The app's ``identify`` (sync ones in a worker thread), as an ``Identity``."""
+        if self.identify_is_async:
+            result = await self.identify(conn)  # type: ignore[misc]
+        else:
+            result = await run_in_threadpool(self.identify, conn)
+            if inspect.isawaitable(result):
+                result = await result
+        return as_identity(result)
+
+    def language(self, conn: HTTPConnection) -> str:
+        if self.select_language is not None:
+            chosen = self.select_language(conn)
+            if chosen:
+                return normalize_language(chosen, self.settings.default_language)
+        return negotiate(conn.headers.get("accept-language"), self.settings.default_language)
+
+    @staticmethod
+    def wants_json(conn: HTTPConnection) -> bool:
+        accept = conn.headers.get("accept", "")
+        ctype = conn.headers.get("content-type", "")
+        return ("application/json" in accept and "text/html" not in accept) or ctype.startswith("application/json")
+
+    def client_address(self, conn: HTTPConnection) -> str:
+        """The client's address: the ASGI peer, or ``X-Forwarded-For`` from trusted proxies."""
+        peer = conn.client.host if conn.client else "unknown"
+        if not self._proxies:
+            return peer
+        forwarded = ",".join(conn.headers.getlist("x-forwarded-for"))
+        # Walk from the nearest hop outwards while each hop is a trusted proxy.
+        chain = [peer, *[h.strip() for h in forwarded.split(",") if h.strip()][::-1]]
+        for hop in chain:
+            try:
+                address = ipaddress.ip_address(hop)
+            except ValueError:
+                return hop[:64]
+            if not any(address in net for net in self._proxies):
+                return hop
+        return chain[-1]
+
+    def base_url(self, conn: HTTPConnection) -> str:
+        """Where the provider reaches us: the public URL, else the address the server is
+        bound to (never the ``Host`` header, which the client chooses)."""
+        if self.settings.public_url:
+            return self.settings.public_url.rstrip("/")
+        server = conn.scope.get("server")
+        scheme = "https" if conn.scope.get("scheme") in SECURE_SCHEMES else "http"
+        if not server or server[1] is None:
+            return f"{scheme}://127.0.0.1"
+        host = f"[{server[0]}]" if ":" in server[0] else server[0]
+        return f"{scheme}://{host}:{server[1]}"
+
+    # -- store, audit ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.clock()
+
+    async def run(self, awaitable: Awaitable[Any]) -> Any:
+        """Run a store operation with the store timeout; any failure is a ``StoreError``."""
+        try:
+            if type(self.store) is MemoryStore:  # never awaits: a cancel scope would only cost
+                return await awaitable
+            with anyio.fail_after(self.settings.store_timeout):
+                return await awaitable
+        except StoreError:
+            raise
+        except TimeoutError as exc:
+            raise StoreError("the store timed out") from exc
+        except Exception as exc:
+            raise StoreError(f"the store failed: {type(exc).__name__}") from exc
+
+    async def audit(
+        self, kind: EventKind, conn: HTTPConnection | None, user_id: str | None, **detail: str | int | float
+    ) -> None:
+        client = self.client_address(conn) if conn is not None else None
+        await emit(self.on_event, AuditEvent(kind, user_id, client, self.now(), detail))
+
+    # -- the pending challenge ----------------------------------------------------------------
+
+    def verify_url(self, next_url: str) -> str:
+        return f"{self.prefix}/verify?" + urlencode({"next": next_url})
+
+    def pending(self, conn: HTTPConnection) -> dict[str, str] | None:
+        """The pending cookie's payload (challenge, user tag, CSRF token, next), if good."""
+        token = conn.cookies.get(self.cookies.name(conn, "pending"))
+        payload = self.keys.load(self.keys.pending, token, self.settings.code_ttl)
+        if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("c", "u", "x", "n")):
+            return None
+        return payload
+
+    def pending_next(self, conn: HTTPConnection) -> str:
+        pending = self.pending(conn)
+        return safe_next(pending["n"]) or "/" if pending else "/"
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def error(
+        self,
+        conn: HTTPConnection,
+        status: int,
+        error: str,
+        *,
+        language: str | None = None,
+        retry_after: float | None = None,
+        link: str | None = None,
+        **extra: Any,
+    ) -> Response:
+        """The page (or JSON body, for API clients) of an error code."""
+        language = language or self.language(conn)
+        headers = {"retry-after": str(max(1, int(retry_after + 0.999)))} if retry_after else None
+        minutes = max(1, int((retry_after or 0) / 60 + 0.999))
+        seconds = max(1, int((retry_after or 0) + 0.999))
+        text = translate(language, f"error.{error}", minutes=minutes, seconds=seconds)
+        if self.wants_json(conn):
+            body = {"error": error, "message": text, **extra}
+            if retry_after:
+                body["retry_after"] = seconds
+            return json_response(status, body, headers)
+        return self.pages.message(
+            status=status, language=language, prefix=self.prefix, error=error, text=text, link=link, headers=headers
+        )
+
+    async def aclose(self) -> None:
+        """Close the caller's HTTP client and the store's connections (done at shutdown)."""
+        for resource in (self.caller, self.store):
+            closer = getattr(resource, "aclose", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception:
+                    logger.exception("voice2fa: closing %s failed", type(resource).__name__)

@@ -1,0 +1,82 @@
+"""The middleware's own endpoints under its prefix, routed by a Starlette ``Router``.
+
+The router is built once; each route declares its methods (HEAD comes with GET). Errors are
+mapped to responses in one place, ``OwnEndpoints.__call__``: a ``Refused`` request and a
+failing store (503, fail closed) get the same page or JSON as every other error, and the
+``HTTPException`` that Starlette's routing raises for 404 and 405 inside an app becomes a
+plain response (we sit outside the app's exception handlers).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, Router
+from starlette.types import Receive, Scope, Send
+
+from ._callers import ConsoleCaller
+from ._challenge import Challenger
+from ._dev_endpoints import DevEndpoints
+from ._errors import StoreError
+from ._forms import Refused
+from ._pages import text_response
+from ._verify_endpoints import VerifyEndpoints
+from ._webhook_endpoints import WebhookEndpoints
+
+logger = logging.getLogger("voice2fa")
+
+
+class OwnEndpoints:
+    """An ASGI app serving ``{prefix}/...``; the middleware hands it its own paths."""
+
+    def __init__(self, challenger: Challenger) -> None:
+        self.ctx = ctx = challenger.ctx
+        p = ctx.prefix
+        verify = VerifyEndpoints(challenger)
+        hooks = WebhookEndpoints(ctx)
+        routes: list[BaseRoute] = [
+            Route(f"{p}/verify", verify.page, methods=["GET"]),
+            Route(f"{p}/verify", verify.submit, methods=["POST"]),
+            Route(f"{p}/verify/status", verify.status, methods=["GET"]),
+            Route(f"{p}/resend", verify.resend, methods=["POST"]),
+            Route(f"{p}/cancel", verify.cancel, methods=["POST"]),
+            Route(f"{p}/laml/{{token}}", hooks.laml, methods=["POST"]),
+            Route(f"{p}/laml/{{token}}/{{action}}", hooks.laml, methods=["POST"]),
+            Route(f"{p}/status/{{token}}", hooks.status, methods=["POST"]),
+            Route(f"{p}/static/{{name}}", self.static, methods=["GET"]),
+        ]
+        if ctx.dev_pages and isinstance(ctx.caller, ConsoleCaller):
+            dev = DevEndpoints(ctx)
+            routes += [
+                Route(f"{p}/dev/phone", dev.phone, methods=["GET"]),
+                Route(f"{p}/dev/calls", dev.calls, methods=["GET"]),
+            ]
+        self.router = Router(routes, redirect_slashes=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response: Response
+        try:
+            await self.router(scope, receive, send)
+            return
+        except Refused as exc:
+            response = self.ctx.error(Request(scope), exc.status, exc.error)
+        except StoreError as exc:
+            logger.error("voice2fa: store unavailable, failing closed: %s", exc)
+            response = self.ctx.error(Request(scope), 503, "store", retry_after=5)
+        except HTTPException as exc:
+            response = text_response(exc.status_code, exc.detail)
+            response.headers.update(exc.headers or {})
+        await response(scope, receive, send)
+
+    async def static(self, request: Request) -> Response:
+        found = self.ctx.pages.static.get(request.path_params["name"])
+        if found is None:
+            return text_response(404, "Not Found")
+        return Response(
+            found[0],
+            media_type=found[1],
+            headers={"cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"},
+        )

@@ -1,0 +1,80 @@
+"""What a client posts to the middleware's own endpoints: bounded bodies, forms, CSRF.
+
+Anything refused here raises ``Refused`` (a status and an error code); the endpoints'
+guard turns it into the same page or JSON body as every other error.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from urllib.parse import parse_qsl, urlsplit
+
+from starlette.requests import Request
+
+
+class Refused(Exception):
+    """A request to one of our endpoints is refused: ``status`` and an error code."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes (413 past it, before reading it all)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()):
+            raise Refused(400, "bad_request")
+        if int(declared) > limit:
+            raise Refused(413, "too_large")
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > limit:
+            raise Refused(413, "too_large")
+    return bytes(chunks)
+
+
+async def read_form(request: Request, limit: int) -> dict[str, str]:
+    """A URL-encoded form or a JSON object, as strings (415 for anything else)."""
+    body = await read_body(request, limit)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        text = body.decode("utf-8")
+        if ctype == "application/json":
+            data = json.loads(text) if text else {}
+            if not isinstance(data, dict):
+                raise ValueError("a JSON object is expected")
+            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+        if ctype in ("application/x-www-form-urlencoded", ""):
+            return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=50, strict_parsing=False))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise Refused(400, "bad_request") from None
+    raise Refused(415, "bad_request")
+
+
+def is_same_site(request: Request, public_url: str | None) -> bool:
+    """Refuse cross-site posts (S11): ``Sec-Fetch-Site`` and ``Origin`` must agree."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    allowed = {f"{request.url.scheme}://{request.url.netloc}"}
+    if public_url:
+        p = urlsplit(public_url)
+        allowed.add(f"{p.scheme}://{p.netloc}")
+    return origin in allowed
+
+
+def check_csrf(request: Request, form: dict[str, str], expected: str | None) -> None:
+    """The form's (or ``X-CSRF-Token``'s) token must be ``expected``, compared in constant time."""
+    token = form.get("csrf_token") or request.headers.get("x-csrf-token") or ""
+    if expected is None or not isinstance(token, str):
+        raise Refused(403, "csrf")
+    if not hmac.compare_digest(token.encode("utf-8", "replace"), expected.encode()):
+        raise Refused(403, "csrf")

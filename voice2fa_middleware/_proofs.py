@@ -1,0 +1,124 @@
+"""The middleware's cookies: their names and flags, and the proofs of a verification.
+
+Two cookies prove that a user verified: ``verified`` (for ``verified_max_age``) and, when
+the user ticked "remember this device", ``remember``. Both are ``1.<time>.<signature>``
+tokens bound to the user's ``Identity`` (``Keyring.sign_proof``). The third cookie,
+``pending``, holds a challenge in progress; its contents belong to ``_challenge``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.types import Scope
+
+from ._crypto import Keyring
+from ._rules import Identity
+from ._settings import Voice2FASettings
+
+CookieKind = Literal["pending", "verified", "remember"]
+SECURE_SCHEMES = frozenset({"https", "wss"})
+
+
+class _Proof:
+    """A kind of cookie that proves a verification, and its cache of good tokens."""
+
+    __slots__ = ("cache", "kind", "max_age", "names")
+
+    def __init__(self, kind: str, names: dict[bool, dict[str, str]], max_age: int) -> None:
+        self.kind = kind
+        self.names = {secure: by_kind[kind] for secure, by_kind in names.items()}
+        self.max_age = max_age
+        # (token, identity) -> (signed at, cached until); a plain dict: this is the hot path.
+        self.cache: dict[tuple[str, Identity], tuple[float, float]] = {}
+
+
+class Cookies:
+    """Names, flags, reading and writing of the middleware's three cookies."""
+
+    def __init__(self, settings: Voice2FASettings, keys: Keyring, clock: Callable[[], float]) -> None:
+        s = settings
+        self.keys = keys
+        self.clock = clock
+        kinds = ("pending", "verified", "remember")
+        self.names = {
+            True: {k: f"__Host-voice2fa_{k}" for k in kinds},
+            False: {k: f"voice2fa_{k}" for k in kinds},
+        }
+        public_https = (s.public_url or "").startswith("https:")
+        # None: secure cookies follow the request's scheme.
+        self.always_secure: bool | None = (
+            s.cookie_secure if s.cookie_secure is not None else (True if public_https else None)
+        )
+        # What proves a verification: the verified cookie, then a remembered device.
+        self.proofs = [_Proof("verified", self.names, s.verified_max_age)]
+        self.remember_enabled = s.remember_days > 0
+        if self.remember_enabled:
+            self.proofs.append(_Proof("remember", self.names, s.remember_days * 86400))
+        self._max_ages = {"pending": s.code_ttl, "verified": s.verified_max_age, "remember": s.remember_days * 86400}
+
+    def secure(self, scope: Scope) -> bool:
+        if self.always_secure is not None:
+            return self.always_secure
+        # scope["scheme"], not conn.url: building the URL costs more than the whole check.
+        return scope.get("scheme") in SECURE_SCHEMES
+
+    def name(self, conn: HTTPConnection, kind: CookieKind) -> str:
+        return self.names[self.secure(conn.scope)][kind]
+
+    def verified_at(self, cookies: dict[str, str], scope: Scope, identity: Identity) -> float | None:
+        """When this user verified: the verified cookie, else a remembered device.
+
+        This runs on every request to a protected route, so it is written for speed: one
+        cookie lookup per kind of proof and, for a token seen in the last minute, one dict
+        lookup instead of a signature check.
+        """
+        secure = self.always_secure
+        if secure is None:
+            secure = scope.get("scheme") in SECURE_SCHEMES
+        now = self.clock()
+        for proof in self.proofs:
+            token = cookies.get(proof.names[secure])
+            if not token:
+                continue
+            # Positive results only, for a minute: a signed token cannot be forged, so the
+            # same token and identity always verify the same way; expiry is checked each time.
+            # Each kind has its own cache: a verified token in the remember slot must not hit.
+            # An entry is good until the token expires or the minute is over, whichever is first.
+            key = (token, identity)
+            cached = proof.cache.get(key)
+            if cached is not None and now < cached[1]:
+                return cached[0]
+            signed_at = self.keys.proof_time(proof.kind, identity, token, proof.max_age)
+            if signed_at is not None:
+                if len(proof.cache) >= 10_000:
+                    proof.cache.clear()  # bounded; a miss only costs one signature check
+                proof.cache[key] = (signed_at, min(now + 60, signed_at + proof.max_age))
+                return signed_at
+        return None
+
+    def set(self, response: Response, conn: HTTPConnection, kind: CookieKind, value: str) -> None:
+        response.set_cookie(
+            self.name(conn, kind),
+            value,
+            max_age=self._max_ages[kind],
+            path="/",
+            secure=self.secure(conn.scope),
+            httponly=True,
+            samesite="lax",
+        )
+
+    def delete(self, response: Response, conn: HTTPConnection, kind: CookieKind) -> None:
+        response.delete_cookie(
+            self.name(conn, kind), path="/", secure=self.secure(conn.scope), httponly=True, samesite="lax"
+        )
+
+    def grant(self, response: Response, conn: HTTPConnection, identity: Identity, *, remember: bool) -> None:
+        """Set the proofs of a verification just made, and end the pending challenge (S16)."""
+        self.set(response, conn, "verified", self.keys.sign_proof("verified", identity))
+        if remember and self.remember_enabled:
+            self.set(response, conn, "remember", self.keys.sign_proof("remember", identity))
+        self.delete(response, conn, "pending")

@@ -1,0 +1,227 @@
+"""The verify page and its JSON twin: submit a code, call status, call again, cancel."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from ._challenge import Challenger
+from ._forms import Refused, check_csrf, is_same_site, read_form
+from ._i18n import MESSAGES, translate
+from ._pages import json_response, script_json
+from ._phone import mask
+from ._rules import Identity
+from ._store import Challenge
+from ._urls import safe_next
+
+_CODE_RE = re.compile(r"[0-9]+")
+_SEPARATORS = re.compile(r"[\s\-.]")
+
+
+class VerifyEndpoints:
+    """``GET/POST {prefix}/verify``, ``GET {prefix}/verify/status``, ``POST {prefix}/resend``
+    and ``POST {prefix}/cancel``."""
+
+    def __init__(self, challenger: Challenger) -> None:
+        self.challenger = challenger
+        self.ctx = ctx = challenger.ctx
+        self.settings = ctx.settings
+        self._status_labels = {
+            lang: script_json({k.rsplit(".", 1)[1]: v for k, v in table.items() if k.startswith("page.status.")})
+            for lang, table in MESSAGES.items()
+        }
+
+    async def _form_with_csrf(self, request: Request) -> tuple[dict[str, str], dict[str, str], Identity]:
+        """The posted form, the pending state and the user, or ``Refused``."""
+        ctx = self.ctx
+        if not is_same_site(request, self.settings.public_url):
+            raise Refused(403, "csrf")
+        form = await read_form(request, self.settings.max_body_size)
+        pending = ctx.pending(request)
+        check_csrf(request, form, pending["x"] if pending else None)
+        assert pending is not None
+        identity = await ctx.identify_conn(request)
+        if identity is None or not ctx.keys.tag_matches("user", identity.user_id, pending["u"]):
+            raise Refused(403, "csrf")
+        return form, pending, identity
+
+    # -- the page ---------------------------------------------------------------------------
+
+    async def page(self, request: Request) -> Response:
+        ctx = self.ctx
+        language = ctx.language(request)
+        pending = ctx.pending(request)
+        requested = safe_next(request.query_params.get("next"))
+        next_url = requested or (safe_next(pending["n"]) if pending else None) or "/"
+        if pending is None:
+            return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
+        identity = await ctx.identify_conn(request)
+        ch = await ctx.run(ctx.store.get(pending["c"]))
+        if identity is None or ch is None or not ctx.keys.tag_matches("user", identity.user_id, ch.user_tag):
+            return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
+        notice = translate(language, "page.sent") if request.query_params.get("sent") == "1" else None
+        return self._render(request, pending, ch, next_url, language, status=200, notice=notice)
+
+    def _render(
+        self,
+        request: Request,
+        pending: dict[str, str],
+        ch: Challenge,
+        next_url: str,
+        language: str,
+        *,
+        status: int,
+        error: str | None = None,
+        notice: str | None = None,
+    ) -> Response:
+        call_status = ch.call_status or "queued"
+        return self.ctx.pages.html(
+            "voice2fa/verify.html",
+            status=status,
+            language=language,
+            prefix=self.ctx.prefix,
+            masked_phone=mask(ch.phone),
+            csrf_token=pending["x"],
+            next_url=next_url,
+            digits=self.settings.code_digits,
+            error=error,
+            notice=notice,
+            status_text=translate(language, f"page.status.{call_status}"),
+            status_labels=self._status_labels.get(language, self._status_labels["en"]),
+            resend_in=self.challenger.resend_in(ch),
+            remember_days=self.settings.remember_days,
+            logout_url=self.settings.logout_url,
+        )
+
+    # -- submitting a code ---------------------------------------------------------------------
+
+    async def submit(self, request: Request) -> Response:
+        ctx, s = self.ctx, self.settings
+        language = ctx.language(request)
+        form, pending, identity = await self._form_with_csrf(request)
+        next_url = safe_next(form.get("next")) or safe_next(pending["n"]) or "/"
+        user_tag = pending["u"]
+        locked = await self.challenger.locked_for(user_tag, ctx.now())
+        if locked:
+            return ctx.error(request, 429, "locked", language=language, retry_after=locked)
+        raw = form.get("code", "")
+        code = _SEPARATORS.sub("", raw) if isinstance(raw, str) else ""
+        if not code.isascii() or not _CODE_RE.fullmatch(code) or len(code) != s.code_digits:
+            current = await ctx.run(ctx.store.get(pending["c"]))
+            left = s.max_attempts - current.attempts if current else 0
+            return self._invalid(request, left, language, pending, current, next_url)
+        ch = await ctx.run(ctx.store.reserve_attempt(pending["c"], s.max_attempts))
+        if ch is None or ch.user_tag != user_tag:
+            return self._invalid(request, 0, language, None, None, next_url)
+        if ch.code_mac and ctx.keys.code_matches(ch.id, code, ch.code_mac):
+            if await ctx.run(ctx.store.consume(ch.id, ch.code_mac)):
+                return await self._verified(request, identity, next_url, form)
+            return self._invalid(request, 0, language, None, None, next_url)
+        count, lock_left = await ctx.run(ctx.store.hit("fail:" + user_tag, s.lockout_window, ctx.now()))
+        left = s.max_attempts - ch.attempts
+        await ctx.audit("failed", request, identity.user_id, attempts_left=left, failures=count)
+        if left <= 0:
+            await ctx.run(ctx.store.delete(ch.id))
+        if count >= s.lockout_failures:
+            await ctx.audit("locked", request, identity.user_id, failures=count)
+            await ctx.run(ctx.store.delete(ch.id))
+            return ctx.error(request, 429, "locked", language=language, retry_after=lock_left)
+        alive = left > 0
+        return self._invalid(
+            request, left, language, pending if alive else None, ch if alive else None, next_url, dead=not alive
+        )
+
+    async def _verified(self, request: Request, identity: Identity, next_url: str, form: dict[str, str]) -> Response:
+        ctx = self.ctx
+        await ctx.run(ctx.store.clear("fail:" + ctx.keys.tag("user", identity.user_id)))
+        await ctx.audit("verified", request, identity.user_id)
+        response: Response
+        if ctx.wants_json(request):
+            response = json_response(200, {"verified": True, "next": next_url})
+        else:
+            response = RedirectResponse(next_url, status_code=303, headers={"cache-control": "no-store"})
+        ctx.cookies.grant(response, request, identity, remember=form.get("remember") in ("1", "on", "true"))
+        return response
+
+    def _invalid(
+        self,
+        request: Request,
+        attempts_left: int,
+        language: str,
+        pending: dict[str, str] | None,
+        ch: Challenge | None,
+        next_url: str,
+        *,
+        dead: bool = False,
+    ) -> Response:
+        """The one answer for a wrong, expired or unknown code (same status and shape)."""
+        message = translate(language, "error.dead" if dead else "error.invalid_code")
+        if attempts_left > 0:
+            message += " " + translate(language, "error.attempts_left", n=attempts_left)
+        if self.ctx.wants_json(request):
+            return json_response(400, {"error": "invalid_code", "message": message, "attempts_left": attempts_left})
+        if pending is not None and ch is not None:
+            return self._render(request, pending, ch, next_url, language, status=400, error=message)
+        return self.ctx.pages.message(
+            status=400, language=language, prefix=self.ctx.prefix, error="invalid_code", text=message, link=next_url
+        )
+
+    # -- status, call again, cancel --------------------------------------------------------------
+
+    async def status(self, request: Request) -> Response:
+        ctx = self.ctx
+        pending = ctx.pending(request)
+        ch = await ctx.run(ctx.store.get(pending["c"])) if pending else None
+        if ch is None or pending is None or ch.user_tag != pending["u"]:
+            return json_response(404, {"error": "no_challenge"})
+        return json_response(
+            200,
+            {
+                "call_status": ch.call_status or "queued",
+                "attempts_left": max(0, self.settings.max_attempts - ch.attempts),
+                "resend_in": self.challenger.resend_in(ch),
+                "calls_left": max(0, self.settings.max_calls_per_challenge - ch.calls),
+                "expires_in": max(0, int(ch.expires_at - ctx.now())),
+            },
+        )
+
+    async def resend(self, request: Request) -> Response:
+        ctx, challenger = self.ctx, self.challenger
+        language = ctx.language(request)
+        form, pending, identity = await self._form_with_csrf(request)
+        next_url = safe_next(form.get("next")) or safe_next(pending["n"]) or "/"
+        now = ctx.now()
+        ch = await ctx.run(ctx.store.get(pending["c"]))
+        if ch is None or ch.user_tag != pending["u"]:
+            return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
+        locked = await challenger.locked_for(ch.user_tag, now)
+        if locked:
+            return ctx.error(request, 429, "locked", language=language, retry_after=locked)
+        wait = challenger.resend_in(ch)
+        if wait > 0:
+            await ctx.audit("call_refused", request, identity.user_id, reason="cooldown")
+            return ctx.error(request, 429, "rate_limited", language=language, retry_after=wait)
+        wait_f = await ctx.run(ctx.store.take(challenger.call_buckets(request, ch.user_tag, ch.phone), now))
+        if wait_f:
+            await ctx.audit("call_refused", request, identity.user_id, reason="rate_limited")
+            return ctx.error(request, 429, "rate_limited", language=language, retry_after=wait_f)
+        failure = await challenger.place_call(request, ch, identity.user_id, first=False)
+        if failure is not None:
+            return failure
+        if ctx.wants_json(request):
+            return json_response(202, {"status": "calling"})
+        return RedirectResponse(
+            ctx.verify_url(next_url) + "&sent=1", status_code=303, headers={"cache-control": "no-store"}
+        )
+
+    async def cancel(self, request: Request) -> Response:
+        ctx = self.ctx
+        _form, pending, _identity = await self._form_with_csrf(request)
+        await ctx.run(ctx.store.delete(pending["c"]))
+        response: Response = RedirectResponse("/", status_code=303, headers={"cache-control": "no-store"})
+        if ctx.wants_json(request):
+            response = json_response(200, {"canceled": True})
+        ctx.cookies.delete(response, request, "pending")
+        return response

@@ -1,0 +1,116 @@
+"""The provider's webhooks (S7): the LaML that reads the code, and call status callbacks.
+
+Both are reached at ``{prefix}/laml/<call token>[/code|/repeat]`` and
+``{prefix}/status/<call token>``, the URLs given to the provider with the call. A request
+is looked at only when its signature is good, checked against the URL the provider was given.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ._carrier import FINAL_STATUSES
+from ._context import Context
+from ._forms import read_body
+from ._pages import text_response
+from ._webhooks import SIGNATURE_HEADERS, is_valid_signature
+
+logger = logging.getLogger("voice2fa")
+
+_CALL_STATUSES = frozenset({"queued", "initiated", "ringing", "in-progress", "answered", *FINAL_STATUSES})
+
+
+def _laml_response(document: str) -> Response:
+    return Response(document, media_type="application/xml", headers={"cache-control": "no-store"})
+
+
+class WebhookEndpoints:
+    """``POST {prefix}/laml/{token}[/{action}]`` and ``POST {prefix}/status/{token}``."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def _signed_form(self, request: Request) -> dict[str, str] | Response:
+        """The form of a request signed by the provider, or the response refusing it."""
+        ctx = self.ctx
+        body = await read_body(request, ctx.settings.max_body_size)
+        try:
+            text = body.decode("utf-8")
+            params = parse_qsl(text, keep_blank_values=True, max_num_fields=100)
+        except (UnicodeDecodeError, ValueError):
+            return text_response(400, "Bad Request")
+        query = request.url.query
+        url = ctx.base_url(request) + request.url.path + ("?" + query if query else "")
+        signature = next((request.headers[h] for h in SIGNATURE_HEADERS if h in request.headers), None)
+        if not is_valid_signature(ctx.settings.webhook_key, url, params, text, signature):
+            logger.warning("voice2fa: refused a webhook with a missing or invalid signature")
+            return text_response(403, "Forbidden: invalid signature")
+        return dict(params)
+
+    def _call_of(self, token: str) -> tuple[str, str] | None:
+        """(challenge id, call nonce) of a call token, or ``None`` for a bad or old one."""
+        ctx = self.ctx
+        loaded = ctx.keys.load(ctx.keys.call, token, ctx.settings.code_ttl + 3600, max_length=512)
+        if isinstance(loaded, list) and len(loaded) == 2 and all(isinstance(x, str) for x in loaded):
+            return loaded[0], loaded[1]
+        return None
+
+    async def laml(self, request: Request) -> Response:
+        form = await self._signed_form(request)
+        if isinstance(form, Response):
+            return form
+        token = request.path_params["token"]
+        action = request.path_params.get("action", "")
+        call = self._call_of(token)
+        if call is None:
+            return _laml_response(self.ctx.laml.goodbye(language="en", expired=True))
+        if action not in ("", "code", "repeat"):
+            return text_response(404, "Not Found")
+        return await self._laml(request, call, form.get("CallSid", "")[:64], action, form)
+
+    async def _laml(
+        self, request: Request, call: tuple[str, str], call_sid: str, action: str, form: dict[str, str]
+    ) -> Response:
+        ctx = self.ctx
+        challenge_id, nonce = call
+        status = "in-progress" if action == "" else None
+        ch = await ctx.run(ctx.store.update_call(challenge_id, nonce, call_sid=call_sid or None, status=status))
+        if ch is None or not ch.code or ctx.now() >= ch.expires_at:
+            return _laml_response(ctx.laml.goodbye(language=ch.language if ch else "en", expired=True))
+        if not call_sid or ch.call_sid != call_sid:
+            return text_response(403, "Forbidden: not this call")
+        base = ctx.base_url(request) + ctx.prefix
+        token = ctx.keys.call.dumps([challenge_id, nonce])
+        if action == "" and ctx.settings.voicemail_guard:
+            return _laml_response(ctx.laml.answer(action=f"{base}/laml/{token}/code", language=ch.language))
+        if action == "repeat" and form.get("Digits") != "1":
+            return _laml_response(ctx.laml.goodbye(language=ch.language))
+        return _laml_response(ctx.laml.code(code=ch.code, action=f"{base}/laml/{token}/repeat", language=ch.language))
+
+    async def status(self, request: Request) -> Response:
+        ctx = self.ctx
+        form = await self._signed_form(request)
+        if isinstance(form, Response):
+            return form
+        call = self._call_of(request.path_params["token"])
+        if call is None:
+            return text_response(404, "Not Found")
+        challenge_id, nonce = call
+        call_sid = form.get("CallSid", "")[:64]
+        status = form.get("CallStatus", "")
+        if status not in _CALL_STATUSES:
+            return text_response(400, "Bad Request: unknown CallStatus")
+        ch = await ctx.run(ctx.store.get(challenge_id))
+        if ch is not None and ch.call_sid and call_sid and ch.call_sid != call_sid:
+            return text_response(403, "Forbidden: not this call")
+        final = status in FINAL_STATUSES
+        updated = await ctx.run(
+            ctx.store.update_call(challenge_id, nonce, call_sid=call_sid or None, status=status, drop_code=final)
+        )
+        if updated is not None:
+            await ctx.audit("call_status", None, None, status=status, call_sid=call_sid)
+        return Response(status_code=204, headers={"cache-control": "no-store"})
