@@ -13,7 +13,7 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import HTTPConnection
 
@@ -88,13 +88,22 @@ async def login(
     )
 
 
-@app.api_route("/logout", methods=["GET", "POST"])
+def same_site(request: Request) -> bool:
+    """Whether a POST comes from this site (Sec-Fetch-Site, else Origin)."""
+    site, origin = request.headers.get("sec-fetch-site"), request.headers.get("origin")
+    if site is not None:
+        return site in ("same-origin", "none")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
+@app.post("/logout")
 async def logout(request: Request) -> Response:
+    # POST only, and only from this site: a cross-site link or form must not sign anyone out.
+    if not same_site(request):
+        return PlainTextResponse("Forbidden: cross-site sign-out", status_code=403)
     request.session.clear()
-    response = RedirectResponse("/", status_code=303)
-    for name in ("voice2fa_verified", "__Host-voice2fa_verified", "voice2fa_pending", "__Host-voice2fa_pending"):
-        response.delete_cookie(name, path="/", secure=name.startswith("__Host-"))
-    return response
+    # The middleware ends the voice verification on this response (logout_url="/logout").
+    return RedirectResponse("/", status_code=303)
 
 
 @app.get("/account", response_class=HTMLResponse)

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from voice2fa_middleware import Voice2FAMiddleware, Voice2FASettings, require_voice_2fa, safe_next
@@ -70,12 +70,21 @@ async def login(request: Request) -> Response:
     return page("Sign in", "<p role=alert>Wrong username or password.</p>" + form, status=401)
 
 
+def same_site(request: Request) -> bool:
+    """Whether a POST comes from this site (Sec-Fetch-Site, else Origin)."""
+    site, origin = request.headers.get("sec-fetch-site"), request.headers.get("origin")
+    if site is not None:
+        return site in ("same-origin", "none")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
 async def logout(request: Request) -> Response:
+    # POST only, and only from this site: a cross-site link or form must not sign anyone out.
+    if not same_site(request):
+        return PlainTextResponse("Forbidden: cross-site sign-out", status_code=403)
     request.session.clear()
-    response = RedirectResponse("/", status_code=303)
-    for name in ("voice2fa_verified", "__Host-voice2fa_verified", "voice2fa_pending", "__Host-voice2fa_pending"):
-        response.delete_cookie(name, path="/", secure=name.startswith("__Host-"))
-    return response
+    # The middleware ends the voice verification on this response (logout_url="/logout").
+    return RedirectResponse("/", status_code=303)
 
 
 async def account(request: Request) -> Response:
@@ -95,7 +104,7 @@ app = Starlette(
     routes=[
         Route("/", home),
         Route("/login", login, methods=["GET", "POST"]),
-        Route("/logout", logout, methods=["POST", "GET"]),
+        Route("/logout", logout, methods=["POST"]),
         Route("/account", account),
         Route("/transfer", transfer),
     ],

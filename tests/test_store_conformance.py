@@ -22,6 +22,14 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     await s.aclose()
 
 
+LOCKOUT = Bucket("fail:u", 1000, 3600)
+
+
+async def reserve(store: Store, cid: str, max_attempts: int) -> Challenge | None:
+    """One attempt, under a lockout too high to matter here."""
+    return (await store.reserve_attempt(cid, max_attempts, lockout=LOCKOUT, now=time.time())).challenge
+
+
 def challenge(cid: str = "c1", ttl: float = 60.0, **kw: object) -> Challenge:
     now = time.time()
     return Challenge(
@@ -43,7 +51,7 @@ async def test_expiry_is_enforced_by_the_store(store: Store) -> None:
     assert await store.get("c1") is not None
     await asyncio.sleep(0.5)  # a real TTL: the store itself must drop it
     assert await store.get("c1") is None
-    assert await store.reserve_attempt("c1", 5) is None
+    assert await reserve(store, "c1", 5) is None
 
 
 async def test_memory_store_follows_its_clock() -> None:
@@ -58,13 +66,13 @@ async def test_memory_store_follows_its_clock() -> None:
 
 async def test_attempts_are_counted_and_capped(store: Store) -> None:
     await store.create(challenge())
-    seen = [await store.reserve_attempt("c1", 3) for _ in range(5)]
+    seen = [await reserve(store, "c1", 3) for _ in range(5)]
     assert [c.attempts if c else None for c in seen] == [1, 2, 3, None, None]
 
 
 async def test_attempts_are_atomic_under_concurrency(store: Store) -> None:
     await store.create(challenge())
-    results = await asyncio.gather(*(store.reserve_attempt("c1", 5) for _ in range(50)))
+    results = await asyncio.gather(*(reserve(store, "c1", 5) for _ in range(50)))
     assert sum(r is not None for r in results) == 5
 
 
@@ -191,7 +199,7 @@ async def test_redis_keys_are_namespaced_and_carry_ttls(redis_server: object) ->
     await store.hit("fail:u", 3600, time.time())
     raw = aioredis.Redis.from_url(url)
     keys = sorted(k.decode() for k in await raw.keys("myapp:2fa:*"))
-    assert keys == ["myapp:2fa:ch:c1", "myapp:2fa:n:fail:u"]
+    assert keys == ["myapp:2fa:ch:c1", "myapp:2fa:n:fail:u", "myapp:2fa:u:u"]
     for key in keys:
         assert 0 < await raw.ttl(key) <= 3600
     await raw.aclose()

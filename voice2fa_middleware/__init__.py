@@ -14,10 +14,11 @@ from ._errors import (
 )
 from ._handle import Voice2FAHandle
 from ._middleware import Voice2FAMiddleware
+from ._proofs import forget_verification
 from ._protection import VerificationRequired, VoiceTwoFactor, require_voice_2fa
 from ._rules import Identity, ProtectedPath
 from ._settings import Voice2FASettings
-from ._store import Bucket, Challenge, MemoryStore, Store
+from ._store import Bucket, Challenge, MemoryStore, Reservation, Store
 from ._urls import safe_next
 from ._webhooks import compute_signature, is_valid_signature
 
@@ -40,6 +41,7 @@ __all__ = [
     "MissingExtraError",
     "ProtectedPath",
     "RedisStore",
+    "Reservation",
     "SignalWireCaller",
     "SignalWireSDKCaller",
     "Store",
@@ -52,6 +54,7 @@ __all__ = [
     "Voice2FASettings",
     "VoiceTwoFactor",
     "compute_signature",
+    "forget_verification",
     "is_valid_signature",
     "require_voice_2fa",
     "safe_next",

@@ -3,6 +3,7 @@ pending cookie that sends the browser (or API client) to the verify page."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import anyio
@@ -20,6 +21,18 @@ from ._urls import safe_next
 
 logger = logging.getLogger("voice2fa")
 
+# The page to go back to travels in the pending cookie and the verify URL: bounded, so a long
+# link cannot outgrow what browsers keep in a cookie (4 KB) and make every visit a new call.
+MAX_NEXT = 1024
+
+
+def bounded_next(path: str, query: str) -> str:
+    """Where to go after verifying: the URL asked for, its path if that is too long, else ``/``."""
+    full = path + ("?" + query if query else "")
+    if len(full) <= MAX_NEXT:
+        return full
+    return path if len(path) <= MAX_NEXT else "/"
+
 
 class Challenger:
     """Creates challenges and places their calls; owns the call limits (S8) and lockout (S4)."""
@@ -32,23 +45,44 @@ class Challenger:
         """The answer to a signed-in user without a fresh enough proof."""
         ctx = self.ctx
         language = ctx.language(request)
-        query = request.url.query
-        next_url = request.url.path + ("?" + query if query else "")
+        next_url = bounded_next(request.url.path, request.url.query)
         try:
             return await self._start(request, identity, next_url, language)
         except StoreError as exc:
             logger.error("voice2fa: store unavailable, failing closed: %s", exc)
             return ctx.error(request, 503, "store", language=language, retry_after=5)
 
-    async def _start(self, request: Request, identity: Identity, next_url: str, language: str) -> Response:
+    def binding(self, identity: Identity) -> str:
+        """What a challenge is bound to (S23): the user, the phone called, the version."""
+        e164 = check_phone(identity.phone, self.ctx.allowed_regions).e164 or str(identity.phone)
+        return self.ctx.keys.tag("binding", json.dumps([identity.user_id, e164, identity.version]))
+
+    async def _live(self, request: Request, user_tag: str) -> tuple[Challenge | None, dict[str, str] | None]:
+        """The user's live challenge, and the pending cookie's payload when it names it."""
         ctx = self.ctx
-        now = ctx.now()
-        user_tag = ctx.keys.tag("user", identity.user_id)
         pending = ctx.pending(request)
         if pending is not None and pending["u"] == user_tag:
             live = await ctx.run(ctx.store.get(pending["c"]))
             if live is not None and live.user_tag == user_tag:
-                return self._to_verify(request, next_url, pending, set_cookie=False)
+                return live, pending
+        # Without the cookie (another tab or browser, or a cookie the browser dropped), the
+        # user's live challenge still counts: a second visit must not place a second call.
+        live = await ctx.run(ctx.store.live_challenge(user_tag))
+        return (live, None) if live is not None and live.user_tag == user_tag else (None, None)
+
+    async def _start(self, request: Request, identity: Identity, next_url: str, language: str) -> Response:
+        ctx = self.ctx
+        now = ctx.now()
+        user_tag = ctx.keys.tag("user", identity.user_id)
+        binding = self.binding(identity)
+        live, pending = await self._live(request, user_tag)
+        if live is not None:
+            if live.binding == binding:
+                if pending is not None:
+                    return self._to_verify(request, next_url, pending, set_cookie=False)
+                payload = {"c": live.id, "u": user_tag, "x": new_id(), "n": next_url}
+                return self._to_verify(request, next_url, payload, set_cookie=True)
+            await ctx.run(ctx.store.delete(live.id))  # made for another phone or version
         locked = await self.locked_for(user_tag, now)
         if locked:
             return ctx.error(request, 429, "locked", language=language, retry_after=locked)
@@ -68,6 +102,7 @@ class Challenger:
             created_at=now,
             expires_at=now + self.settings.code_ttl,
             language=language,
+            binding=binding,
         )
         await ctx.run(ctx.store.create(challenge))
         await ctx.audit("challenge_created", request, identity.user_id)

@@ -10,6 +10,7 @@ import hmac
 import json
 from urllib.parse import parse_qsl, urlsplit
 
+import anyio
 from starlette.requests import Request
 
 
@@ -22,8 +23,9 @@ class Refused(Exception):
         self.error = error
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, at most ``limit`` bytes (413 past it, before reading it all)."""
+async def read_body(request: Request, limit: int, patience: float) -> bytes:
+    """The whole body: at most ``limit`` bytes (413 past it, before reading it all), sent
+    within ``patience`` seconds (408 after: a slow client must not hold a worker, S20)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
@@ -31,16 +33,19 @@ async def read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise Refused(413, "too_large")
     chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > limit:
-            raise Refused(413, "too_large")
+    with anyio.move_on_after(patience) as scope:
+        async for chunk in request.stream():
+            chunks += chunk
+            if len(chunks) > limit:
+                raise Refused(413, "too_large")
+    if scope.cancelled_caught:
+        raise Refused(408, "timeout")
     return bytes(chunks)
 
 
-async def read_form(request: Request, limit: int) -> dict[str, str]:
+async def read_form(request: Request, limit: int, patience: float) -> dict[str, str]:
     """A URL-encoded form or a JSON object, as strings (415 for anything else)."""
-    body = await read_body(request, limit)
+    body = await read_body(request, limit, patience)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         text = body.decode("utf-8")

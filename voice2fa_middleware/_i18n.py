@@ -51,6 +51,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.csrf": "This form has expired or came from another site. Reload the page and try again.",
         "error.bad_request": "The request could not be understood.",
         "error.too_large": "The request is too large.",
+        "error.timeout": "The request took too long to arrive. Please try again.",
+        "error.changed": "Your account's phone changed while you were verifying. Please start again.",
         "error.title": "Verification",
     },
     "es": {
@@ -96,6 +98,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.csrf": "Este formulario ha caducado o viene de otro sitio. Recargue la página.",
         "error.bad_request": "No se pudo entender la solicitud.",
         "error.too_large": "La solicitud es demasiado grande.",
+        "error.timeout": "La solicitud tardó demasiado en llegar. Inténtelo de nuevo.",
+        "error.changed": "El teléfono de su cuenta cambió durante la verificación. Empiece de nuevo.",
         "error.title": "Verificación",
     },
     "fr": {
@@ -141,6 +145,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.csrf": "Ce formulaire a expiré ou vient d'un autre site. Rechargez la page.",
         "error.bad_request": "La requête est incompréhensible.",
         "error.too_large": "La requête est trop volumineuse.",
+        "error.timeout": "La requête a mis trop de temps à arriver. Veuillez réessayer.",
+        "error.changed": "Le téléphone de votre compte a changé pendant la vérification. Recommencez.",
         "error.title": "Vérification",
     },
     "de": {
@@ -186,6 +192,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.csrf": "Dieses Formular ist abgelaufen oder stammt von einer anderen Seite. Laden Sie die Seite neu.",
         "error.bad_request": "Die Anfrage ist unverständlich.",
         "error.too_large": "Die Anfrage ist zu groß.",
+        "error.timeout": "Die Anfrage kam zu langsam an. Bitte versuchen Sie es erneut.",
+        "error.changed": "Die Telefonnummer Ihres Kontos hat sich während der Bestätigung geändert. Bitte beginnen Sie neu.",
         "error.title": "Bestätigung",
     },
 }

@@ -20,10 +20,13 @@ from ._challenge import Challenger
 from ._context import Context
 from ._endpoints import OwnEndpoints
 from ._handle import Voice2FAHandle
+from ._proofs import sign_out_headers
 from ._protection import VerificationRequired
 from ._rules import Identify, PathRules, ProtectedPath, route_path
 from ._settings import Voice2FASettings
 from ._store import Store
+
+_APP, _OWN, _SIGN_OUT = 0, 1, 2
 
 
 class Voice2FAMiddleware:
@@ -68,8 +71,9 @@ class Voice2FAMiddleware:
         self._challenger = Challenger(self.ctx)
         self._own = OwnEndpoints(self._challenger)
         self._prefix = s.prefix
-        # Path -> (one of ours?, rule): what _classify says, kept for the paths seen lately.
-        self._paths: dict[str, tuple[bool, ProtectedPath | None]] = {}
+        self._sign_out = sign_out_headers()
+        # Path -> (whose: _APP, _OWN or _SIGN_OUT, rule): what _classify says, for the paths seen lately.
+        self._paths: dict[str, tuple[int, ProtectedPath | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -83,9 +87,12 @@ class Voice2FAMiddleware:
             if len(self._paths) >= 4096:
                 self._paths.clear()  # bounded: any path may come in; a miss costs little
             self._paths[path] = seen
-        own, rule = seen
-        if own and kind == "http":
-            await self._own(scope, receive, send)
+        whose, rule = seen
+        if whose and kind == "http":
+            if whose == _OWN:
+                await self._own(scope, receive, send)
+            else:
+                await self.app(scope, receive, self._signing_out(send) if scope["method"] == "POST" else send)
             return
         handle = Voice2FAHandle(self._challenger, scope)
         scope["voice2fa"] = handle
@@ -110,11 +117,24 @@ class Voice2FAMiddleware:
             # be freed at once instead of by the cyclic garbage collector.
             scope.pop("voice2fa", None)
 
-    def _classify(self, path: str) -> tuple[bool, ProtectedPath | None]:
-        """Whether ``path`` is one of the middleware's own, and the rule protecting it."""
-        own = path == self._prefix or path.startswith(self._prefix + "/")
+    def _classify(self, path: str) -> tuple[int, ProtectedPath | None]:
+        """Whose ``path`` is (the app's, ours, the app's sign-out), and the rule protecting it."""
+        if path == self._prefix or path.startswith(self._prefix + "/"):
+            return _OWN, None
         # The app's sign-out (the verify page's "Sign out" posts to it) is never challenged.
-        return own, (None if path == self.settings.logout_url else self.rules.match(path))
+        if path == self.settings.logout_url:
+            return _SIGN_OUT, None
+        return _APP, self.rules.match(path)
+
+    def _signing_out(self, send: Send) -> Send:
+        """Ends the verification on a successful response of the app's sign-out (S22)."""
+
+        async def send_signing_out(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                message = {**message, "headers": [*message.get("headers", []), *self._sign_out]}
+            await send(message)
+
+        return send_signing_out
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:

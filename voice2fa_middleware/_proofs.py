@@ -21,6 +21,29 @@ from ._settings import Voice2FASettings
 
 CookieKind = Literal["pending", "verified", "remember"]
 SECURE_SCHEMES = frozenset({"https", "wss"})
+# What sign-out ends (S22): the verification and a challenge in progress. A remembered
+# device survives sign-out by design; it ends when revoked (``Identity.version``).
+SIGN_OUT_KINDS: tuple[CookieKind, ...] = ("verified", "pending")
+
+
+def sign_out_headers() -> list[tuple[bytes, bytes]]:
+    """``Set-Cookie`` headers that delete the cookies sign-out ends, under both spellings."""
+    response = Response()
+    forget_verification(response)
+    return [(k, v) for k, v in response.raw_headers if k == b"set-cookie"]
+
+
+def forget_verification(response: Response) -> Response:
+    """End this browser's verification on ``response`` (call it in the app's sign-out).
+
+    The next sign-in on the browser is challenged again, unless the user chose "remember
+    this device". The middleware does this by itself on responses to ``logout_url``; use this
+    for a sign-out route it cannot see (another app, a library's own logout route).
+    """
+    for kind in SIGN_OUT_KINDS:
+        response.delete_cookie(f"voice2fa_{kind}", path="/", httponly=True, samesite="lax")
+        response.delete_cookie(f"__Host-voice2fa_{kind}", path="/", secure=True, httponly=True, samesite="lax")
+    return response
 
 
 class _Proof:

@@ -10,18 +10,28 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import MissingExtraError, StoreError
-from ._store import ROLLBACK_FIELDS, Bucket, Challenge
+from ._store import ROLLBACK_FIELDS, Bucket, Challenge, Reservation
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-# KEYS[1] challenge hash; ARGV[1] max attempts. Counts one attempt, or refuses.
+# KEYS[1] challenge hash, KEYS[2] the user's failure counter; ARGV: max attempts, lockout
+# limit, window (ms). Counts one attempt and one failure, or refuses: {counted, failures,
+# ms locked, fields}.
 _RESERVE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
+if failures >= tonumber(ARGV[2]) then
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl < 0 then ttl = tonumber(ARGV[3]) end
+  return {0, failures, ttl}
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, failures, 0} end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
-if attempts >= tonumber(ARGV[1]) then return false end
+if attempts >= tonumber(ARGV[1]) then return {0, failures, 0} end
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-return redis.call('HGETALL', KEYS[1])
+failures = redis.call('INCR', KEYS[2])
+if failures == 1 or redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+return {1, failures, 0, redis.call('HGETALL', KEYS[1])}
 """
 
 # KEYS[1] challenge; ARGV: code_mac, code, nonce, now, cooldown, max_calls.
@@ -153,12 +163,23 @@ class RedisStore:
         except Exception as exc:  # redis errors, timeouts, closed sockets: fail closed
             raise StoreError(f"redis: {type(exc).__name__}") from exc
 
+    def _uk(self, user_tag: str) -> str:
+        return f"{self._prefix}u:{user_tag}"
+
     async def create(self, challenge: Challenge) -> None:
         key = self._ck(challenge.id)
+        expires_ms = int(challenge.expires_at * 1000)
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(key, mapping=dict(challenge.to_fields()))  # type: ignore[arg-type]
-        pipe.pexpireat(key, int(challenge.expires_at * 1000))
+        pipe.pexpireat(key, expires_ms)
+        pipe.set(self._uk(challenge.user_tag), challenge.id, pxat=expires_ms)
         await self._run(pipe.execute())
+
+    async def live_challenge(self, user_tag: str) -> Challenge | None:
+        newest = await self._run(self._redis.get(self._uk(user_tag)))
+        if newest is None:
+            return None
+        return await self.get(newest.decode() if isinstance(newest, bytes) else str(newest))
 
     async def get(self, challenge_id: str) -> Challenge | None:
         fields = await self._run(self._redis.hgetall(self._ck(challenge_id)))
@@ -166,9 +187,17 @@ class RedisStore:
             return None
         return Challenge.from_fields(_pairs([x for kv in fields.items() for x in kv]))
 
-    async def reserve_attempt(self, challenge_id: str, max_attempts: int) -> Challenge | None:
-        flat = await self._run(self._reserve(keys=[self._ck(challenge_id)], args=[max_attempts]))
-        return Challenge.from_fields(_pairs(flat)) if flat else None
+    async def reserve_attempt(
+        self, challenge_id: str, max_attempts: int, *, lockout: Bucket, now: float
+    ) -> Reservation:
+        counted, failures, locked_ms, *rest = await self._run(
+            self._reserve(
+                keys=[self._ck(challenge_id), self._nk(lockout.key)],
+                args=[max_attempts, lockout.limit, lockout.window * 1000],
+            )
+        )
+        challenge = Challenge.from_fields(_pairs(rest[0])) if int(counted) else None
+        return Reservation(challenge, int(failures), int(locked_ms) / 1000.0)
 
     async def consume(self, challenge_id: str, code_mac: str) -> bool:
         return bool(await self._run(self._consume(keys=[self._ck(challenge_id)], args=[code_mac])))

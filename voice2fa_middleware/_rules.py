@@ -38,9 +38,13 @@ Identify = Callable[[HTTPConnection], IdentifyResult | Awaitable[IdentifyResult]
 class ProtectedPath:
     """A path pattern that requires a second factor.
 
-    ``"/account"`` protects ``/account`` and everything below it; shell wildcards
-    (``"/admin/*/edit"``) match with ``fnmatch`` rules. ``fresh_within`` (seconds) asks for a
-    verification no older than that (step-up, e.g. 300 for a payments page).
+    ``"/account"`` protects ``/account`` and everything below it. Shell wildcards match with
+    ``fnmatch`` rules, where ``*`` spans slashes too: ``"/admin/*/edit"`` protects
+    ``/admin/1/edit`` and ``/admin/a/b/edit``. A pattern ending in ``/*`` also protects its
+    base: ``"/admin/*"`` protects ``/admin`` as well as everything below it (S24). Patterns
+    match the path only: one that looks like it has a query string (``"/a?tab=x"``) is
+    refused. ``fresh_within`` (seconds) asks for a verification no older than that (step-up,
+    e.g. 300 for a payments page).
     """
 
     pattern: str
@@ -53,6 +57,11 @@ class PathRules:
     def __init__(self, rules: Iterable[str | ProtectedPath]) -> None:
         self.rules = [r if isinstance(r, ProtectedPath) else ProtectedPath(r) for r in rules]
         for rule in self.rules:
+            if "?" in rule.pattern and any(c in rule.pattern for c in "=&#"):
+                raise ValueError(
+                    f"protected path patterns match paths, not query strings: {rule.pattern!r}; "
+                    f"protect {rule.pattern.split('?')[0]!r} instead"
+                )
             if not rule.pattern.startswith("/"):
                 raise ValueError(f"protected path patterns start with '/': {rule.pattern!r}")
         parts = [self._regex(r.pattern) for r in self.rules]
@@ -74,6 +83,9 @@ class PathRules:
     @staticmethod
     def _regex(pattern: str) -> str:
         if any(c in pattern for c in "*?["):
+            if pattern.endswith("/*") and len(pattern) > 2:
+                # "/admin/*" protects /admin itself too: what it seems to protect, it does.
+                return f"(?:{translate(pattern)})|(?:{translate(pattern[:-2])})"
             return translate(pattern)
         base = re.escape(pattern.rstrip("/") or "/")
         return base + r"\Z" if base == "/" else base + r"(?:/.*)?\Z"

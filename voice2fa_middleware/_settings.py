@@ -111,6 +111,8 @@ class Voice2FASettings:
     # Robustness
     store_timeout: float = 2.0
     max_body_size: int = 16 * 1024
+    body_timeout: float = 10.0
+    """Seconds a client has to send a whole form to the middleware's endpoints (else 408)."""
     memory_max_challenges: int = 100_000
     dev_pages: bool | None = None
     """Serve the console caller's dev phone page; ``None``: only with the console caller."""
@@ -245,6 +247,8 @@ class Voice2FASettings:
                 )
         if self.logout_url is not None and safe_next(self.logout_url) is None:
             problems.append("logout_url must be a path on this site, such as /logout")
+        if not 0 < self.body_timeout <= 120:
+            problems.append("body_timeout must be more than 0 and at most 120 seconds")
         if self.remember_days < 0:
             problems.append("remember_days must be 0 (off) or more")
         for net in self.trusted_proxies:

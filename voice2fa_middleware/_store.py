@@ -12,7 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from cachetools import TLRUCache
 
@@ -39,6 +39,8 @@ class Challenge:
     call_sid: str = ""
     call_status: str = ""
     language: str = "en"
+    binding: str = ""
+    """A keyed tag of the identity (user, phone called, version) the challenge was made for."""
 
     def to_fields(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -60,6 +62,7 @@ class Challenge:
             call_sid=fields.get("call_sid", ""),
             call_status=fields.get("call_status", ""),
             language=fields.get("language", "en"),
+            binding=fields.get("binding", ""),
         )
 
 
@@ -75,6 +78,17 @@ class Bucket:
     window: int
 
 
+class Reservation(NamedTuple):
+    """What ``Store.reserve_attempt`` did: one attempt and one failure counted, or nothing."""
+
+    challenge: Challenge | None
+    """The challenge with the attempt counted; ``None`` when nothing was counted."""
+    failures: int
+    """The user's failures in the lockout window, this reservation included."""
+    locked_for: float
+    """Seconds the user is still locked out (``> 0``: refused, nothing counted)."""
+
+
 @runtime_checkable
 class Store(Protocol):
     """What the middleware needs from a store. All methods may raise ``StoreError``."""
@@ -85,11 +99,18 @@ class Store(Protocol):
     async def get(self, challenge_id: str) -> Challenge | None:
         """The live challenge, or ``None`` when unknown or expired."""
 
-    async def reserve_attempt(self, challenge_id: str, max_attempts: int) -> Challenge | None:
-        """Count one attempt before the code is compared.
+    async def live_challenge(self, user_tag: str) -> Challenge | None:
+        """The user's newest live challenge, or ``None`` (S21: another visit places no call)."""
 
-        Returns the challenge with the attempt counted, or ``None`` when it is unknown,
-        expired, or already used ``max_attempts`` attempts (then it is dead).
+    async def reserve_attempt(
+        self, challenge_id: str, max_attempts: int, *, lockout: Bucket, now: float
+    ) -> Reservation:
+        """Reserve one attempt and one failure before the code is compared, in one atomic step
+        (S19): the comparison is then bounded by both limits, however many run at once.
+
+        Refused, counting nothing, when the user's failure counter ``lockout`` is at its limit
+        (``locked_for`` > 0), or the challenge is unknown, expired or has used ``max_attempts``
+        attempts (``challenge`` is ``None``). A right code then clears ``lockout.key``.
         """
 
     async def consume(self, challenge_id: str, code_mac: str) -> bool:
@@ -175,6 +196,10 @@ class MemoryStore:
         self._challenges: TLRUCache[str, Challenge] = TLRUCache(
             maxsize=max_challenges + 1, ttu=lambda _k, v, _now: v.expires_at, timer=clock
         )
+        # user tag -> (newest challenge id, its expiry)
+        self._by_user: TLRUCache[str, tuple[str, float]] = TLRUCache(
+            maxsize=max_challenges + 1, ttu=lambda _k, v, _now: v[1], timer=clock
+        )
         self._counters: TLRUCache[str, tuple[int, float]] = TLRUCache(
             maxsize=max(4 * max_challenges, 1024), ttu=lambda _k, v, _now: v[1], timer=clock
         )
@@ -188,17 +213,28 @@ class MemoryStore:
         if len(self._challenges) >= self._max:
             raise StoreFullError("the in-memory store is full")
         self._challenges[challenge.id] = challenge
+        self._by_user[challenge.user_tag] = (challenge.id, challenge.expires_at)
 
     async def get(self, challenge_id: str) -> Challenge | None:
         return self._challenges.get(challenge_id)
 
-    async def reserve_attempt(self, challenge_id: str, max_attempts: int) -> Challenge | None:
+    async def live_challenge(self, user_tag: str) -> Challenge | None:
+        newest = self._by_user.get(user_tag)
+        return self._challenges.get(newest[0]) if newest is not None else None
+
+    async def reserve_attempt(
+        self, challenge_id: str, max_attempts: int, *, lockout: Bucket, now: float
+    ) -> Reservation:
+        failures, reset_at = self._counter(lockout.key, now)
+        if failures >= lockout.limit:
+            return Reservation(None, failures, max(reset_at - now, 1.0))
         current = self._challenges.get(challenge_id)
         if current is None or current.attempts >= max_attempts:
-            return None
+            return Reservation(None, failures, 0.0)
         updated = dataclasses.replace(current, attempts=current.attempts + 1)
         self._challenges[challenge_id] = updated
-        return updated
+        self._counters[lockout.key] = (failures + 1, reset_at if failures else now + lockout.window)
+        return Reservation(updated, failures + 1, 0.0)
 
     async def consume(self, challenge_id: str, code_mac: str) -> bool:
         current = self._challenges.get(challenge_id)

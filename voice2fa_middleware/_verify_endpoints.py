@@ -13,7 +13,7 @@ from ._i18n import MESSAGES, translate
 from ._pages import json_response, script_json
 from ._phone import mask
 from ._rules import Identity
-from ._store import Challenge
+from ._store import Bucket, Challenge
 from ._urls import safe_next
 
 _CODE_RE = re.compile(r"[0-9]+")
@@ -38,7 +38,7 @@ class VerifyEndpoints:
         ctx = self.ctx
         if not is_same_site(request, self.settings.public_url):
             raise Refused(403, "csrf")
-        form = await read_form(request, self.settings.max_body_size)
+        form = await read_form(request, self.settings.max_body_size, self.settings.body_timeout)
         pending = ctx.pending(request)
         check_csrf(request, form, pending["x"] if pending else None)
         assert pending is not None
@@ -112,14 +112,22 @@ class VerifyEndpoints:
             current = await ctx.run(ctx.store.get(pending["c"]))
             left = s.max_attempts - current.attempts if current else 0
             return self._invalid(request, left, language, pending, current, next_url)
-        ch = await ctx.run(ctx.store.reserve_attempt(pending["c"], s.max_attempts))
+        lockout = Bucket("fail:" + user_tag, s.lockout_failures, s.lockout_window)
+        reserved = await ctx.run(
+            ctx.store.reserve_attempt(pending["c"], s.max_attempts, lockout=lockout, now=ctx.now())
+        )
+        if reserved.locked_for:
+            return ctx.error(request, 429, "locked", language=language, retry_after=reserved.locked_for)
+        ch = reserved.challenge
         if ch is None or ch.user_tag != user_tag:
             return self._invalid(request, 0, language, None, None, next_url)
+        self._check_binding(ch, identity)
         if ch.code_mac and ctx.keys.code_matches(ch.id, code, ch.code_mac):
             if await ctx.run(ctx.store.consume(ch.id, ch.code_mac)):
                 return await self._verified(request, identity, next_url, form)
             return self._invalid(request, 0, language, None, None, next_url)
-        count, lock_left = await ctx.run(ctx.store.hit("fail:" + user_tag, s.lockout_window, ctx.now()))
+        # The failure was counted with the attempt, before the comparison (S19).
+        count = reserved.failures
         left = s.max_attempts - ch.attempts
         await ctx.audit("failed", request, identity.user_id, attempts_left=left, failures=count)
         if left <= 0:
@@ -127,11 +135,18 @@ class VerifyEndpoints:
         if count >= s.lockout_failures:
             await ctx.audit("locked", request, identity.user_id, failures=count)
             await ctx.run(ctx.store.delete(ch.id))
-            return ctx.error(request, 429, "locked", language=language, retry_after=lock_left)
+            lock_left = await self.challenger.locked_for(user_tag, ctx.now())
+            return ctx.error(request, 429, "locked", language=language, retry_after=lock_left or s.lockout_window)
         alive = left > 0
         return self._invalid(
             request, left, language, pending if alive else None, ch if alive else None, next_url, dead=not alive
         )
+
+    def _check_binding(self, ch: Challenge, identity: Identity) -> None:
+        """The user must still be who the challenge was made for, with the phone it called
+        (S23): a proof is never granted for a phone that did not get the call."""
+        if ch.binding != self.challenger.binding(identity):
+            raise Refused(409, "changed")
 
     async def _verified(self, request: Request, identity: Identity, next_url: str, form: dict[str, str]) -> Response:
         ctx = self.ctx
@@ -196,6 +211,7 @@ class VerifyEndpoints:
         ch = await ctx.run(ctx.store.get(pending["c"]))
         if ch is None or ch.user_tag != pending["u"]:
             return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
+        self._check_binding(ch, identity)
         locked = await challenger.locked_for(ch.user_tag, now)
         if locked:
             return ctx.error(request, 429, "locked", language=language, retry_after=locked)

@@ -37,7 +37,7 @@ class WebhookEndpoints:
     async def _signed_form(self, request: Request) -> dict[str, str] | Response:
         """The form of a request signed by the provider, or the response refusing it."""
         ctx = self.ctx
-        body = await read_body(request, ctx.settings.max_body_size)
+        body = await read_body(request, ctx.settings.max_body_size, ctx.settings.body_timeout)
         try:
             text = body.decode("utf-8")
             params = parse_qsl(text, keep_blank_values=True, max_num_fields=100)
