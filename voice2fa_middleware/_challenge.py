@@ -40,6 +40,11 @@ class Challenger:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
+        # Read on every protected request (by the handle): one attribute away.
+        self.identify = ctx.identify
+        self.identify_is_async = ctx.identify_is_async
+        self.cookies = ctx.cookies
+        self.clock = ctx.clock
 
     async def challenge(self, request: Request, identity: Identity) -> Response:
         """The answer to a signed-in user without a fresh enough proof."""

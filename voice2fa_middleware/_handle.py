@@ -7,6 +7,8 @@ rules, the decorator and the FastAPI dependency all call it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Scope
@@ -29,51 +31,57 @@ class Voice2FAHandle:
         self._identified = False
         self._verified_at: float | None = None
 
-    def _connection(self) -> HTTPConnection:
-        conn = self._conn
-        if conn is None:
-            # The cookies are parsed here once and shared by identify() and the proof check.
-            conn = self._conn = Connection(self._scope, scope_cookies(self._scope))
-        return conn
+    def _ask(self) -> Awaitable[object]:
+        """The app's ``identify`` for this request, to await (cookies parsed here, once, and
+        shared by ``identify`` and the proof check)."""
+        challenger = self._challenger
+        conn = self._conn = Connection(self._scope, scope_cookies(self._scope))
+        if challenger.identify_is_async:
+            return challenger.identify(conn)  # type: ignore[return-value]  # checked at start-up
+        return challenger.ctx.identify_conn(conn)
+
+    def _settle(self, result: object) -> Identity | None:
+        """Keep ``identify``'s answer for the rest of the request."""
+        identity = self._identity = as_identity(result)
+        self._identified = True
+        return identity
 
     async def identity(self) -> Identity | None:
         """Who is signed in (``identify``'s answer, asked once per request)."""
-        if not self._identified:
-            ctx = self._challenger.ctx
-            conn = self._connection()
-            if ctx.identify_is_async:
-                identity = as_identity(await ctx.identify(conn))  # type: ignore[misc]
-            else:
-                identity = await ctx.identify_conn(conn)
-            self._identity = identity
-            self._identified = True
-        return self._identity
+        return self._identity if self._identified else self._settle(await self._ask())
 
-    def _passes(self, identity: Identity, fresh_within: int | None) -> bool:
-        """Whether ``identity`` holds a proof, fresh enough if asked (the time is kept)."""
+    def lets_through(self, identity: Identity | None, fresh_within: int | None) -> bool:
+        """The decision, in one copy: anonymous users go on (signing in is the app's job),
+        signed-in ones when they hold a proof, fresh enough if asked. Keeps the proof's time."""
+        if identity is None:
+            return True
         at = self._verified_at
         if at is None:
-            ctx = self._challenger.ctx
-            at = self._verified_at = ctx.cookies.verified_at(self._connection().cookies, self._scope, identity)
-        return at is not None and (fresh_within is None or self._challenger.ctx.clock() - at <= fresh_within)
+            conn = self._conn
+            assert conn is not None  # set by _ask, which comes first
+            at = self._verified_at = self._challenger.cookies.verified_at(conn.cookies, self._scope, identity)
+        return at is not None and (fresh_within is None or self._challenger.clock() - at <= fresh_within)
 
     async def verified_at(self) -> float | None:
         """When this user last verified (Unix time), or ``None``."""
         identity = await self.identity()
-        if identity is not None:
-            self._passes(identity, None)  # keeps the time it finds
+        self.lets_through(identity, None)  # keeps the time it finds
         return self._verified_at
 
     async def is_verified(self, fresh_within: int | None = None) -> bool:
         identity = await self.identity()
-        return identity is not None and self._passes(identity, fresh_within)
+        return identity is not None and self.lets_through(identity, fresh_within)
 
     async def require(self, fresh_within: int | None = None) -> Response | None:
         """``None`` when the user may go on; else the response that asks for the factor.
 
         Anonymous users go on: signing in is the app's job.
         """
-        identity = self._identity if self._identified else await self.identity()
-        if identity is None or self._passes(identity, fresh_within):
+        identity = await self.identity()
+        if identity is None or self.lets_through(identity, fresh_within):
             return None
+        return await self.challenge(identity)
+
+    async def challenge(self, identity: Identity) -> Response:
+        """The response that asks ``identity`` for the factor (a call, or the live challenge)."""
         return await self._challenger.challenge(Request(self._scope), identity)

@@ -103,8 +103,12 @@ class Voice2FAMiddleware:
                         await send({"type": "websocket.close", "code": 1008, "reason": ""})
                         return
                 else:
-                    denied = await handle.require(rule.fresh_within)
-                    if denied is not None:
+                    # handle.require(rule.fresh_within) without its coroutine: the same calls
+                    # (identify once, then the one decision), as this runs on every protected request.
+                    identity = handle._settle(await handle._ask())
+                    if not handle.lets_through(identity, rule.fresh_within):
+                        assert identity is not None
+                        denied = await handle.challenge(identity)
                         await denied(scope, receive, send)
                         return
             try:
