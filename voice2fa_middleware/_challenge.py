@@ -10,7 +10,7 @@ import anyio
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 
-from ._context import Context
+from ._context import Context, client_group
 from ._crypto import generate_code, new_id
 from ._errors import CallError, StoreError
 from ._pages import json_response
@@ -147,7 +147,9 @@ class Challenger:
             Bucket("calls:phone:" + keys.tag("phone", e164), s.calls_per_phone_per_hour, 3600),
             Bucket("calls:user:" + user_tag, s.calls_per_user_per_hour, 3600),
             Bucket(
-                "calls:client:" + keys.tag("client", self.ctx.client_address(conn)), s.calls_per_client_per_hour, 3600
+                "calls:client:" + keys.tag("client", client_group(self.ctx.client_address(conn))),
+                s.calls_per_client_per_hour,
+                3600,
             ),
         ]
 

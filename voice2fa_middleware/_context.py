@@ -41,6 +41,20 @@ logger = logging.getLogger("voice2fa")
 SelectLanguage = Callable[[HTTPConnection], "str | None"]
 
 
+def client_group(address: str) -> str:
+    """What a per-client budget counts: an IPv4 address, or an IPv6 client's /64 (one
+    customer's allocation, inside which addresses are free to rotate)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 def default_store(s: Voice2FASettings, clock: Callable[[], float]) -> Store:
     if s.redis_url:
         from ._redis_store import RedisStore
@@ -95,6 +109,7 @@ class Context:
         )
         self.from_number = s.from_number or "+10000000000"
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in s.trusted_proxies]
+        self._warned_forwarded = False
         self.store: Store = store if store is not None else default_store(s, clock)
         self.caller: Caller = caller if caller is not None else default_caller(s)
         self.dev_pages = s.dev_pages if s.dev_pages is not None else isinstance(self.caller, ConsoleCaller)
@@ -135,6 +150,14 @@ class Context:
         """The client's address: the ASGI peer, or ``X-Forwarded-For`` from trusted proxies."""
         peer = conn.client.host if conn.client else "unknown"
         if not self._proxies:
+            if not self._warned_forwarded and "x-forwarded-for" in conn.headers:
+                self._warned_forwarded = True
+                logger.warning(
+                    "voice2fa: requests carry X-Forwarded-For but trusted_proxies is empty. If the "
+                    "server rewrites client addresses from it (uvicorn --proxy-headers, on by default "
+                    "for 127.0.0.1), per-client call budgets count whatever that header says; set "
+                    "trusted_proxies to your proxy's address and run uvicorn with --no-proxy-headers."
+                )
             return peer
         forwarded = ",".join(conn.headers.getlist("x-forwarded-for"))
         # Walk from the nearest hop outwards while each hop is a trusted proxy.

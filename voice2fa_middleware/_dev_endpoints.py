@@ -2,7 +2,8 @@
 
 ``GET {prefix}/dev/phone`` (a page) and ``GET {prefix}/dev/calls`` (JSON). They show codes,
 so they answer only with the console caller, only to loopback clients and never through a
-proxy; anything else gets the same 404 as an unknown path.
+proxy (anything else gets the same 404 as an unknown path), and they show only the calls
+to the signed-in user's own phone: another account on the same machine sees none of them.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ._callers import ConsoleCaller
+from ._carrier import SimulatedCall
 from ._context import Context
 from ._pages import json_response, text_response
+from ._phone import check_phone
 from ._settings import is_loopback_host
 
 
@@ -33,12 +36,26 @@ class DevEndpoints:
             return caller
         return None
 
+    async def _own_calls(self, request: Request, caller: ConsoleCaller) -> list[SimulatedCall] | None:
+        """The calls to the signed-in user's phone, oldest first; ``None`` when signed out."""
+        identity = await self.ctx.identify_conn(request)
+        if identity is None:
+            return None
+        phone = check_phone(identity.phone, None).e164 or identity.phone
+        return [c for c in caller.calls if c.to == phone]
+
     async def phone(self, request: Request) -> Response:
         caller = self._console(request)
         if caller is None:
             return text_response(404, "Not Found")
+        calls = await self._own_calls(request, caller)
         return self.ctx.pages.html(
-            "voice2fa/devphone.html", status=200, language="en", prefix=self.ctx.prefix, calls=list(caller.calls)[::-1]
+            "voice2fa/devphone.html",
+            status=200,
+            language="en",
+            prefix=self.ctx.prefix,
+            signed_in=calls is not None,
+            calls=(calls or [])[::-1],
         )
 
     async def calls(self, request: Request) -> Response:
@@ -47,6 +64,6 @@ class DevEndpoints:
             return text_response(404, "Not Found")
         calls = [
             {"sid": c.sid, "to": c.to, "says": c.says, "statuses": c.statuses, "done": c.done, "error": c.error}
-            for c in caller.calls
+            for c in await self._own_calls(request, caller) or []
         ]
         return json_response(200, {"calls": calls})

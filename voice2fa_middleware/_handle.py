@@ -82,6 +82,14 @@ class Voice2FAHandle:
             return None
         return await self.challenge(identity)
 
+    def mark_no_store(self, response: object) -> None:
+        """Add ``Cache-Control: no-store`` to a protected response, as the settings ask."""
+        mode = self._challenger.settings.protected_no_store
+        if not isinstance(response, Response) or mode == "never" or "cache-control" in response.headers:
+            return
+        if mode == "always" or response.headers.get("content-type", "").startswith("text/html"):
+            response.headers["cache-control"] = "no-store"
+
     async def challenge(self, identity: Identity) -> Response:
         """The response that asks ``identity`` for the factor (a call, or the live challenge)."""
         return await self._challenger.challenge(Request(self._scope), identity)

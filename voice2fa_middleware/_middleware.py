@@ -20,7 +20,7 @@ from ._challenge import Challenger
 from ._context import Context
 from ._endpoints import OwnEndpoints
 from ._handle import Voice2FAHandle
-from ._proofs import sign_out_headers
+from ._proofs import accepts_html, no_store, sign_out_headers
 from ._protection import VerificationRequired
 from ._rules import Identify, PathRules, ProtectedPath, route_path
 from ._settings import Voice2FASettings
@@ -72,6 +72,7 @@ class Voice2FAMiddleware:
         self._own = OwnEndpoints(self._challenger)
         self._prefix = s.prefix
         self._sign_out = sign_out_headers()
+        self._no_store = s.protected_no_store  # "html", "always" or "never"
         # Path -> (whose: _APP, _OWN or _SIGN_OUT, rule): what _classify says, for the paths seen lately.
         self._paths: dict[str, tuple[int, ProtectedPath | None]] = {}
 
@@ -111,6 +112,11 @@ class Voice2FAMiddleware:
                         denied = await handle.challenge(identity)
                         await denied(scope, receive, send)
                         return
+                    # Pages a browser navigated to (Accept: text/html) are not kept for its
+                    # back button; API responses are left alone in "html" mode.
+                    mode = self._no_store
+                    if identity is not None and mode != "never" and (mode == "always" or accepts_html(scope)):
+                        send = no_store(send, mode == "html")
             try:
                 await self.app(scope, receive, send)
             except VerificationRequired as exc:

@@ -13,7 +13,7 @@ from typing import Literal
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import Message, Scope, Send
 
 from ._crypto import Keyring
 from ._rules import Identity
@@ -24,6 +24,38 @@ SECURE_SCHEMES = frozenset({"https", "wss"})
 # What sign-out ends (S22): the verification and a challenge in progress. A remembered
 # device survives sign-out by design; it ends when revoked (``Identity.version``).
 SIGN_OUT_KINDS: tuple[CookieKind, ...] = ("verified", "pending")
+
+
+_CACHE_CONTROL = (b"cache-control", b"no-store")
+
+
+def accepts_html(scope: Scope) -> bool:
+    """Whether the request asks for a page (a browser's navigation sends ``Accept: text/html``)."""
+    for key, value in scope["headers"]:
+        if key == b"accept":
+            return b"text/html" in value
+    return False
+
+
+def _with_no_store(message: Message, html_only: bool) -> Message:
+    cached = not html_only
+    for key, value in message.get("headers", ()):
+        key = key.lower()
+        if key == b"cache-control":
+            return message  # the app's own choice
+        if key == b"content-type" and value.startswith(b"text/html"):
+            cached = True
+    return {**message, "headers": [*message.get("headers", ()), _CACHE_CONTROL]} if cached else message
+
+
+def no_store(send: Send, html_only: bool) -> Send:
+    """``send`` adding ``Cache-Control: no-store`` to a protected response (HTML only, if
+    asked), unless the app set its own: verified pages must not be kept by the browser."""
+
+    async def send_no_store(message: Message) -> None:
+        await send(_with_no_store(message, html_only) if message["type"] == "http.response.start" else message)
+
+    return send_no_store
 
 
 def sign_out_headers() -> list[tuple[bytes, bytes]]:

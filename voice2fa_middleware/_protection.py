@@ -89,12 +89,17 @@ def require_voice_2fa(func: F | None = None, *, fresh_within: int | None = None)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             request = conn_of(args, kwargs)
             assert isinstance(request, Request)
-            denied = await get_handle(request).require(fresh_within)
+            handle = get_handle(request)
+            denied = await handle.require(fresh_within)
             if denied is not None:
                 return denied
             if inspect.iscoroutinefunction(endpoint):
-                return await endpoint(*args, **kwargs)
-            return await run_in_threadpool(endpoint, *args, **kwargs)
+                response = await endpoint(*args, **kwargs)
+            else:
+                response = await run_in_threadpool(endpoint, *args, **kwargs)
+            if await handle.identity() is not None:
+                handle.mark_no_store(response)
+            return response
 
         return wrapper  # type: ignore[return-value]
 

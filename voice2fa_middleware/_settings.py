@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from starlette.config import Config
@@ -76,6 +76,10 @@ class Voice2FASettings:
     remember_days: int = 30
     """Lifetime of "remember this device" (an opt-in checkbox); 0 removes the option.
     Revoke every remembered device of a user by changing ``Identity.version``."""
+    protected_no_store: Literal["html", "always", "never"] = "html"
+    """``Cache-Control: no-store`` on the protected responses themselves (path rules and the
+    decorator), so a shared computer's back button cannot show them after sign-out: on HTML
+    responses (default), on every response, or never. An app's own Cache-Control is kept."""
     logout_url: str | None = None
     """Shown on the verify page as "Sign out" (a POST form), when set."""
     trusted_proxies: Sequence[str] = ()
@@ -247,6 +251,8 @@ class Voice2FASettings:
                 )
         if self.logout_url is not None and safe_next(self.logout_url) is None:
             problems.append("logout_url must be a path on this site, such as /logout")
+        if self.protected_no_store not in ("html", "always", "never"):
+            problems.append("protected_no_store must be 'html', 'always' or 'never'")
         if not 0 < self.body_timeout <= 120:
             problems.append("body_timeout must be more than 0 and at most 120 seconds")
         if self.remember_days < 0:
