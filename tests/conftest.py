@@ -19,7 +19,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -223,11 +223,23 @@ async def identify(conn: HTTPConnection) -> Identity | None:
     user = conn.cookies.get("test_user")
     if user not in PHONES:
         return None
-    return Identity(user, PHONES[user], conn.cookies.get("test_version", ""))
+    # test_phone: the account's phone changed (S23); test_version: the app revoked proofs.
+    phone = conn.cookies.get("test_phone", PHONES[user])
+    return Identity(user, phone, conn.cookies.get("test_version", ""))
 
 
 async def account(request: Request) -> Response:
     return PlainTextResponse("account: secret page")
+
+
+async def sign_out(request: Request) -> Response:
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie("test_user")
+    return response
+
+
+async def page(request: Request) -> Response:
+    return HTMLResponse("<!doctype html><title>page</title><p>a protected page")
 
 
 async def public(request: Request) -> Response:
@@ -260,6 +272,10 @@ def build_app(**middleware_kwargs: Any) -> Starlette:
         Route("/account", account),
         Route("/account/{rest:path}", account),
         Route("/pay", pay),
+        Route("/page", page),
+        Route("/admin", account),
+        Route("/admin/{rest:path}", account),
+        Route("/logout", sign_out, methods=["POST"]),
         Route("/decorated", decorated),
         Route("/decorated-sync", decorated_sync),
         WebSocketRoute("/ws/secret", ws_endpoint),
@@ -285,7 +301,7 @@ def harness_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Ha
         the_store = make_store(store, request, clock) if isinstance(store, str) else store
         kwargs: dict[str, Any] = dict(
             identify=identify,
-            protect=["/account", ProtectedPath("/pay", fresh_within=60)],
+            protect=["/account", "/page", "/admin/*", ProtectedPath("/pay", fresh_within=60)],
             settings=config,
             store=the_store,
             on_event=events.append,
