@@ -291,3 +291,54 @@ def test_no_store_can_be_turned_off_or_on_for_everything(harness_factory: Callab
             assert h.verify(c, code, csrf).status_code == 303
             assert c.get("/account").headers.get("cache-control") == expected
 
+
+
+# -- S21 shared budgets: one actor cannot spend another's -------------------------------------------------
+
+
+def _verify_once(h: Harness, user: str) -> None:
+    with h.client(user) as c:
+        csrf, code = h.challenge(c)
+        assert h.verify(c, code, csrf).status_code == 303
+
+
+def _cancel(h: Harness, c: Any, csrf: str) -> None:
+    assert c.post("/voice2fa/cancel", data={"csrf_token": csrf}).status_code == 303
+
+
+def test_s21_accounts_registered_with_a_victims_number_cannot_starve_the_victim(
+    harness_factory: Callable[..., Harness],
+) -> None:
+    h = harness_factory(calls_per_phone_per_hour=3, calls_per_client_per_hour=50, calls_per_user_per_hour=50)
+    _verify_once(h, "alice")  # the phone's owner, verified before
+    victim_phone = "+12025550143"
+    refused = None
+    for attacker in ["bob", "carol", "bob", "carol"]:
+        with h.client(attacker) as c:
+            c.cookies.set("test_phone", victim_phone)
+            r = c.get("/account", follow_redirects=True)
+            if r.status_code == 429:
+                refused = r
+                break
+            _cancel(h, c, csrf_of(r.text))
+    assert refused is not None  # the phone's shared budget is spent by the attacker's accounts
+    with h.client("alice") as c:  # the owner still gets a call
+        assert c.get("/account").status_code == 303
+    assert dict(h.double.create_requests[-1])["To"] == victim_phone
+    spent = [e for e in h.events if e.kind == "budget_exhausted"]
+    assert spent and spent[0].detail["budget"] == "phone"
+
+
+def test_s21_a_flood_of_new_accounts_does_not_stop_calls_to_known_users(
+    harness_factory: Callable[..., Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness_factory(calls_per_hour=2, calls_per_client_per_hour=50)
+    _verify_once(h, "alice")  # 1 of the "new" budget's 2
+    with h.client("bob") as c:
+        assert c.get("/account").status_code == 303  # 2 of 2
+    with h.client("carol") as c:
+        assert c.get("/account").status_code == 429  # the "new" budget is spent
+    with h.client("alice") as c:
+        assert c.get("/account").status_code == 303  # alice verified this phone before
+    assert [e.detail["budget"] for e in h.events if e.kind == "budget_exhausted"] == ["all"]
+    assert "call budget is spent" in caplog.text

@@ -17,6 +17,7 @@ EventKind = Literal[
     "verified",
     "failed",
     "locked",
+    "budget_exhausted",
 ]
 
 logger = logging.getLogger("voice2fa.audit")

@@ -95,10 +95,9 @@ class Challenger:
         if not phone.ok or phone.e164 is None:
             await ctx.audit("call_refused", request, identity.user_id, reason=f"phone_{phone.reason}")
             return ctx.error(request, 403, "phone", language=language)
-        wait = await ctx.run(ctx.store.take(self.call_buckets(request, user_tag, phone.e164), now))
-        if wait:
-            await ctx.audit("call_refused", request, identity.user_id, reason="rate_limited")
-            return ctx.error(request, 429, "rate_limited", language=language, retry_after=wait)
+        refused = await self.take_budget(request, identity.user_id, user_tag, phone.e164)
+        if refused is not None:
+            return refused
         challenge = Challenge(
             id=new_id(),
             user_tag=user_tag,
@@ -140,18 +139,61 @@ class Challenger:
             ctx.cookies.set(response, request, "pending", ctx.keys.pending.dumps(pending))
         return response
 
-    def call_buckets(self, conn: HTTPConnection, user_tag: str, e164: str) -> list[Bucket]:
-        s, keys = self.settings, self.ctx.keys
+    async def call_buckets(self, conn: HTTPConnection, user_tag: str, e164: str) -> list[Bucket]:
+        """The budgets a call to ``e164`` for this user is charged to (S8, S21).
+
+        A user who verified this phone before is charged to budgets of their own: accounts
+        that never proved they hold the phone (an attacker's, registered with the victim's
+        number) spend the phone's shared budget and the deployment's "new" budget, and cannot
+        starve the phone's owner. Trade-off: first-time users can still be kept waiting by a
+        flood of new accounts, until the deployment's "new" budget resets.
+        """
+        s, keys, ctx = self.settings, self.ctx.keys, self.ctx
+        phone_tag = keys.tag("phone", e164)
+        known, _left = await ctx.run(ctx.store.peek(f"known:{user_tag}:{phone_tag}", ctx.now()))
+        client = Bucket(
+            "calls:client:" + keys.tag("client", client_group(ctx.client_address(conn))),
+            s.calls_per_client_per_hour,
+            3600,
+        )
+        user = Bucket("calls:user:" + user_tag, s.calls_per_user_per_hour, 3600)
+        if known:
+            return [
+                Bucket("calls:all:known", s.calls_per_hour, 3600),
+                Bucket(f"calls:known:{user_tag}:{phone_tag}", s.calls_per_phone_per_hour, 3600),
+                user,
+                client,
+            ]
         return [
             Bucket("calls:all", s.calls_per_hour, 3600),
-            Bucket("calls:phone:" + keys.tag("phone", e164), s.calls_per_phone_per_hour, 3600),
-            Bucket("calls:user:" + user_tag, s.calls_per_user_per_hour, 3600),
-            Bucket(
-                "calls:client:" + keys.tag("client", client_group(self.ctx.client_address(conn))),
-                s.calls_per_client_per_hour,
-                3600,
-            ),
+            Bucket("calls:phone:" + phone_tag, s.calls_per_phone_per_hour, 3600),
+            user,
+            client,
         ]
+
+    async def take_budget(self, request: Request, user_id: str, user_tag: str, e164: str) -> Response | None:
+        """Charge one call to its budgets; the 429 that refuses it, when one is spent."""
+        ctx = self.ctx
+        now = ctx.now()
+        buckets = await self.call_buckets(request, user_tag, e164)
+        wait = await ctx.run(ctx.store.take(buckets, now))
+        if not wait:
+            return None
+        await ctx.audit("call_refused", request, user_id, reason="rate_limited")
+        for bucket in buckets:
+            count, left = await ctx.run(ctx.store.peek(bucket.key, now))
+            if count >= bucket.limit:
+                scope = bucket.key.split(":")[1]  # all, known, phone, user, client
+                if scope in ("all", "phone"):  # shared budgets: an operator should look
+                    logger.warning("voice2fa: the %s call budget is spent for %d s (%s)", scope, left, bucket.key[:40])
+                await ctx.audit("budget_exhausted", request, user_id, budget=scope, limit=bucket.limit)
+        return ctx.error(request, 429, "rate_limited", retry_after=wait)
+
+    async def remember_phone(self, user_tag: str, e164: str) -> None:
+        """After a verification: this user holds this phone (their calls get their own budgets)."""
+        ctx = self.ctx
+        key = f"known:{user_tag}:{ctx.keys.tag('phone', e164)}"
+        await ctx.run(ctx.store.hit(key, self.settings.known_phone_days * 86400, ctx.now()))
 
     async def locked_for(self, user_tag: str, now: float) -> float:
         """Seconds until the user's lockout ends (0: not locked)."""

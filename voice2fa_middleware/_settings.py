@@ -100,6 +100,11 @@ class Voice2FASettings:
     calls_per_user_per_hour: int = 5
     calls_per_client_per_hour: int = 10
     calls_per_hour: int = 1000
+    """Deployment-wide, per hour: once for calls to phones their user verified before, and
+    once for the rest (new users, new numbers), so a flood of new accounts cannot stop calls
+    to users who verified before. Spend is at most twice this."""
+    known_phone_days: int = 90
+    """How long a verified (user, phone) pair keeps budgets of its own (S21)."""
     """Global budget of calls per hour for the whole deployment."""
     allowed_countries: Sequence[str] | None = None
     """ISO region codes; ``None``: the country of ``from_number`` (any, without one)."""
@@ -212,6 +217,7 @@ class Voice2FASettings:
             "calls_per_user_per_hour",
             "calls_per_client_per_hour",
             "calls_per_hour",
+            "known_phone_days",
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")

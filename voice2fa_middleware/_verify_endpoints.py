@@ -124,7 +124,7 @@ class VerifyEndpoints:
         self._check_binding(ch, identity)
         if ch.code_mac and ctx.keys.code_matches(ch.id, code, ch.code_mac):
             if await ctx.run(ctx.store.consume(ch.id, ch.code_mac)):
-                return await self._verified(request, identity, next_url, form)
+                return await self._verified(request, identity, next_url, form, ch.phone)
             return self._invalid(request, 0, language, None, None, next_url)
         # The failure was counted with the attempt, before the comparison (S19).
         count = reserved.failures
@@ -148,9 +148,13 @@ class VerifyEndpoints:
         if ch.binding != self.challenger.binding(identity):
             raise Refused(409, "changed")
 
-    async def _verified(self, request: Request, identity: Identity, next_url: str, form: dict[str, str]) -> Response:
+    async def _verified(
+        self, request: Request, identity: Identity, next_url: str, form: dict[str, str], phone: str
+    ) -> Response:
         ctx = self.ctx
-        await ctx.run(ctx.store.clear("fail:" + ctx.keys.tag("user", identity.user_id)))
+        user_tag = ctx.keys.tag("user", identity.user_id)
+        await ctx.run(ctx.store.clear("fail:" + user_tag))
+        await self.challenger.remember_phone(user_tag, phone)
         await ctx.audit("verified", request, identity.user_id)
         response: Response
         if ctx.wants_json(request):
@@ -219,10 +223,9 @@ class VerifyEndpoints:
         if wait > 0:
             await ctx.audit("call_refused", request, identity.user_id, reason="cooldown")
             return ctx.error(request, 429, "rate_limited", language=language, retry_after=wait)
-        wait_f = await ctx.run(ctx.store.take(challenger.call_buckets(request, ch.user_tag, ch.phone), now))
-        if wait_f:
-            await ctx.audit("call_refused", request, identity.user_id, reason="rate_limited")
-            return ctx.error(request, 429, "rate_limited", language=language, retry_after=wait_f)
+        refused = await challenger.take_budget(request, identity.user_id, ch.user_tag, ch.phone)
+        if refused is not None:
+            return refused
         failure = await challenger.place_call(request, ch, identity.user_id, first=False)
         if failure is not None:
             return failure
