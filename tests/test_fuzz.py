@@ -194,3 +194,41 @@ def test_s17_non_ascii_digits_are_not_codes(target: Target) -> None:
         cookies={"test_user": "alice", "voice2fa_pending": target.pending},
     )
     assert r.status_code == 400
+
+
+# -- round two: long and odd next values, many pending cookies (S20, S21) --------------------------------
+
+ODD_QUERY = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=9000)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=ODD_QUERY, tail=st.sampled_from(["", "/x", "/" + "p" * 3000, "//evil.example", "/%0A", "/\\x"]))
+def test_s20_any_url_keeps_cookies_small_and_places_no_second_call(target: Target, query: str, tail: str) -> None:
+    before = len(target.caller.calls)
+    try:
+        r = target.request("GET", "/account" + tail, params={"q": query}, cookies={"test_user": "alice"})
+    except (httpx.InvalidURL, UnicodeEncodeError):
+        return
+    check(r, "/account" + tail)
+    for value in r.headers.get_list("set-cookie"):
+        assert len(value) < 2048, value[:100]
+    assert len(r.headers.get("location", "")) <= 4096
+    assert len(target.caller.calls) == before  # alice's live challenge is reused: no second call
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.sampled_from(["real", "garbage", "tampered", "empty", "long"]), min_size=2, max_size=8))
+def test_s21_many_pending_cookies_never_500_nor_bypass(target: Target, values: list[str]) -> None:
+    spelled = {
+        "real": target.pending,
+        "garbage": "x.y.z",
+        "tampered": target.pending[:-3] + "abc",
+        "empty": "",
+        "long": "a" * 5000,
+    }
+    header = "; ".join(["test_user=alice", *(f"voice2fa_pending={spelled[v]}" for v in values)])
+    for path in ("/account", "/voice2fa/verify", "/voice2fa/verify/status"):
+        r = target.request("GET", path, headers={"cookie": header})
+        check(r, path)
+    r = target.request("POST", "/voice2fa/verify", data={"code": "000000"}, headers={"cookie": header})
+    check(r, "/voice2fa/verify")

@@ -91,8 +91,11 @@ async def test_s19_lockout_holds_across_processes_on_redis(redis_server: Any) ->
     assert sum(granted) == 10, granted  # 80 guesses from 4 processes: exactly the lockout's 10
 
 
-def test_s19_right_code_after_a_concurrent_lockout_is_refused(harness_factory: Callable[..., Harness]) -> None:
-    h = harness_factory(lockout_failures=4, max_attempts=10)
+@pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def test_s19_right_code_after_a_concurrent_lockout_is_refused(
+    harness_factory: Callable[..., Harness], store: str
+) -> None:
+    h = harness_factory(store=store, lockout_failures=4, max_attempts=10)
     with h.client() as c:
         csrf, code = h.challenge(c)
         form = {"code": wrong_for(code), "csrf_token": csrf, "next": "/account"}
