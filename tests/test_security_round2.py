@@ -295,7 +295,6 @@ def test_no_store_can_be_turned_off_or_on_for_everything(harness_factory: Callab
             assert c.get("/account").headers.get("cache-control") == expected
 
 
-
 # -- S21 shared budgets: one actor cannot spend another's -------------------------------------------------
 
 

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from ._audit import AuditEvent, AuditHook, EventKind, emit
 from ._callers import Caller, ConsoleCaller, SignalWireCaller
 from ._crypto import Keyring
-from ._errors import StoreError
+from ._errors import ConfigurationError, StoreError
 from ._i18n import negotiate, normalize_language, translate
 from ._laml import LamlBuilder
 from ._pages import Pages, json_response
@@ -110,7 +110,13 @@ class Context:
         self.from_number = s.from_number or "+10000000000"
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in s.trusted_proxies]
         self._warned_forwarded = False
+        self._warned_order = False
         self.store: Store = store if store is not None else default_store(s, clock)
+        if s.ephemeral_secret and not isinstance(self.store, MemoryStore):
+            raise ConfigurationError(
+                "a store shared between processes (RedisStore) needs VOICE2FA_SECRET_KEY: with a "
+                "random key in each process, a challenge made by one cannot be verified by another"
+            )
         self.caller: Caller = caller if caller is not None else default_caller(s)
         self.dev_pages = s.dev_pages if s.dev_pages is not None else isinstance(self.caller, ConsoleCaller)
         if s.ephemeral_secret:
@@ -125,13 +131,33 @@ class Context:
 
     async def identify_conn(self, conn: HTTPConnection) -> Identity | None:
         """The app's ``identify`` (sync ones in a worker thread), as an ``Identity``."""
-        if self.identify_is_async:
-            result = await self.identify(conn)  # type: ignore[misc]
-        else:
-            result = await run_in_threadpool(self.identify, conn)
-            if inspect.isawaitable(result):
-                result = await result
+        try:
+            if self.identify_is_async:
+                result = await self.identify(conn)  # type: ignore[misc]
+            else:
+                result = await run_in_threadpool(self.identify, conn)
+                if inspect.isawaitable(result):
+                    result = await result
+        except AssertionError as exc:
+            raise self.misordered(exc) from exc
         return as_identity(result)
+
+    def misordered(self, exc: AssertionError) -> Exception:
+        """What to raise when ``identify`` failed on a middleware placed after ours (Starlette
+        says "SessionMiddleware must be installed to access request.session")."""
+        text = str(exc)
+        if "must be installed" not in text:
+            return exc
+        needed = text.split(" must be installed")[0]
+        message = (
+            f"voice2fa: identify() needs {needed} to run before Voice2FAMiddleware ({text}). "
+            f"Put {needed} outside it: earlier in middleware=[...], or added after it with "
+            "app.add_middleware(...), since each add_middleware wraps the ones added before."
+        )
+        if not self._warned_order:
+            self._warned_order = True
+            logger.error("%s", message)
+        return ConfigurationError(message)
 
     def language(self, conn: HTTPConnection) -> str:
         if self.select_language is not None:

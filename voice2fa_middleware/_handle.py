@@ -48,7 +48,12 @@ class Voice2FAHandle:
 
     async def identity(self) -> Identity | None:
         """Who is signed in (``identify``'s answer, asked once per request)."""
-        return self._identity if self._identified else self._settle(await self._ask())
+        if self._identified:
+            return self._identity
+        try:
+            return self._settle(await self._ask())
+        except AssertionError as exc:
+            raise self._challenger.ctx.misordered(exc) from exc
 
     def lets_through(self, identity: Identity | None, fresh_within: int | None) -> bool:
         """The decision, in one copy: anonymous users go on (signing in is the app's job),

@@ -7,11 +7,13 @@ handle (``_handle``), which starts a challenge (``_challenge``) when the user mu
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from starlette.requests import HTTPConnection
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._audit import AuditHook
@@ -19,12 +21,15 @@ from ._callers import Caller
 from ._challenge import Challenger
 from ._context import Context
 from ._endpoints import OwnEndpoints
+from ._errors import Voice2FAError
 from ._handle import Voice2FAHandle
 from ._proofs import accepts_html, no_store, sign_out_headers
 from ._protection import VerificationRequired
 from ._rules import Identify, PathRules, ProtectedPath, route_path
 from ._settings import Voice2FASettings
 from ._store import Store
+
+logger = logging.getLogger("voice2fa")
 
 _APP, _OWN, _SIGN_OUT = 0, 1, 2
 
@@ -54,6 +59,29 @@ class Voice2FAMiddleware:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
+        try:
+            self._set_up(identify, protect, settings, store, caller, on_event, select_language, template_dirs, clock)
+        except (Voice2FAError, ValueError, TypeError) as exc:
+            # Inside Starlette the middleware is built on the first call, the lifespan's, and an
+            # exception there would make uvicorn and hypercorn (lifespan "auto") say "lifespan
+            # unsupported", start anyway, and answer 500 to everything. Failing the lifespan
+            # startup instead makes them refuse to start, with this message.
+            self._failure = f"{type(exc).__name__}: {exc}"
+            logger.error("voice2fa: the middleware cannot start: %s", self._failure)
+            self.__class__ = _NotStarted
+
+    def _set_up(
+        self,
+        identify: Identify,
+        protect: Iterable[str | ProtectedPath],
+        settings: Voice2FASettings | None,
+        store: Store | None,
+        caller: Caller | None,
+        on_event: AuditHook | None,
+        select_language: Callable[[HTTPConnection], str | None] | None,
+        template_dirs: Sequence[str | Path],
+        clock: Callable[[], float],
+    ) -> None:
         self.settings = s = settings if settings is not None else Voice2FASettings.from_env()
         self.rules = PathRules(protect)
         self.ctx = Context(
@@ -106,7 +134,14 @@ class Voice2FAMiddleware:
                 else:
                     # handle.require(rule.fresh_within) without its coroutine: the same calls
                     # (identify once, then the one decision), as this runs on every protected request.
-                    identity = handle._settle(await handle._ask())
+                    try:
+                        identity = handle._settle(await handle._ask())
+                    except AssertionError as exc:
+                        problem = self.ctx.misordered(exc)
+                        if problem is exc:
+                            raise
+                        await PlainTextResponse(str(problem), status_code=500)(scope, receive, send)
+                        return
                     if not handle.lets_through(identity, rule.fresh_within):
                         assert identity is not None
                         denied = await handle.challenge(identity)
@@ -161,3 +196,25 @@ class Voice2FAMiddleware:
     def client_address(self, conn: HTTPConnection) -> str:
         """The client's address: the ASGI peer, or ``X-Forwarded-For`` from trusted proxies."""
         return self.ctx.client_address(conn)
+
+
+class _NotStarted(Voice2FAMiddleware):
+    """A middleware whose set-up failed: the server must not start, and no request passes."""
+
+    _failure: str
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.failed", "message": "voice2fa: " + self._failure})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif scope["type"] == "http":
+            await PlainTextResponse("voice2fa is not configured; the server log says why", status_code=500)(
+                scope, receive, send
+            )
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1011, "reason": ""})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import logging
 import os
@@ -30,6 +31,34 @@ _ENV_NAMES: dict[str, str] = {
     "secret_key": "VOICE2FA_SECRET_KEY",
     "redis_url": "VOICE2FA_REDIS_URL",
 }
+
+
+def env_names() -> dict[str, str]:
+    """Each setting and the environment variable it is read from."""
+    return {
+        f.name: _ENV_NAMES.get(f.name, "VOICE2FA_" + f.name.upper())
+        for f in dataclasses.fields(Voice2FASettings)
+        if f.init
+    }
+
+
+def _parse(kind: str, raw: str) -> Any:
+    """An environment string as the setting's type (from its annotation)."""
+    base = kind.replace(" | None", "")
+    if base == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    if base == "int":
+        return int(raw)
+    if base == "float":
+        return float(raw)
+    if base.startswith("Sequence[str]"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -182,14 +211,34 @@ class Voice2FASettings:
         env_file: str | Path | None = ".env",
         **overrides: Any,
     ) -> Voice2FASettings:
-        """Settings from the environment (and a ``.env`` file when present); keywords win."""
+        """Settings from the environment (and a ``.env`` file when present); keywords win.
+
+        Every setting can come from ``VOICE2FA_<NAME>`` (``VOICE2FA_CODE_TTL=120``), and the
+        provider's from the ``SIGNALWIRE_*`` names; lists are comma-separated, booleans
+        ``true``/``false``. An unknown ``VOICE2FA_*`` name is refused, with the closest one.
+        """
         env_path = env_file if env_file is not None and Path(env_file).is_file() else None
-        config = Config(env_path, environ=os.environ if environ is None else environ)
+        source = os.environ if environ is None else environ
+        config = Config(env_path, environ=source)
+        names = env_names()
+        known = set(names.values())
+        given = {k for k in (*source.keys(), *config.file_values.keys()) if k.startswith("VOICE2FA_")}
+        problems = []
+        for unknown in sorted(given - known):
+            close = difflib.get_close_matches(unknown, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problems.append(f"{unknown} is not a setting{hint}")
         values: dict[str, Any] = {}
-        for name, env_name in _ENV_NAMES.items():
-            value = config(env_name, default=None)
-            if value:
-                values[name] = value
+        for name, env_name in names.items():
+            raw = config(env_name, default=None)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = _parse(_FIELD_TYPES[name], raw)
+            except ValueError as exc:
+                problems.append(f"{env_name}={raw!r}: {exc}")
+        if problems:
+            raise ConfigurationError("voice2fa: unsafe or incomplete settings:\n- " + "\n- ".join(problems))
         values.update(overrides)
         return cls(**values)
 
@@ -270,3 +319,6 @@ class Voice2FASettings:
                 problems.append(f"trusted_proxies: {net!r} is not an address or network")
         if problems:
             raise ConfigurationError("voice2fa: unsafe or incomplete settings:\n- " + "\n- ".join(problems))
+
+
+_FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(Voice2FASettings)}
