@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,7 +339,9 @@ class RecordingCaller:
 
 
 class UvicornProcess:
-    def __init__(self, target: str, env: dict[str, str], port: int, workers: int = 1) -> None:
+    def __init__(
+        self, target: str, env: dict[str, str], port: int, workers: int = 1, extra_args: Sequence[str] = ()
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         cmd = [
             sys.executable,
@@ -355,6 +357,7 @@ class UvicornProcess:
         ]
         if workers > 1:
             cmd += ["--workers", str(workers)]
+        cmd += list(extra_args)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop())
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT
@@ -388,8 +391,10 @@ class UvicornProcess:
 def uvicorn_factory() -> Iterator[Callable[..., UvicornProcess]]:
     procs: list[UvicornProcess] = []
 
-    def start(target: str, env: dict[str, str], *, port: int | None = None, workers: int = 1) -> UvicornProcess:
-        proc = UvicornProcess(target, env, port or port_for_later(), workers)
+    def start(
+        target: str, env: dict[str, str], *, port: int | None = None, workers: int = 1, extra_args: Sequence[str] = ()
+    ) -> UvicornProcess:
+        proc = UvicornProcess(target, env, port or port_for_later(), workers, extra_args)
         procs.append(proc)
         return proc
 

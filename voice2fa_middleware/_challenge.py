@@ -119,7 +119,8 @@ class Challenger:
 
     def _to_verify(self, request: Request, next_url: str, pending: dict[str, str], *, set_cookie: bool) -> Response:
         ctx = self.ctx
-        verify_url = ctx.verify_url(next_url)
+        verify_url = ctx.verify_url(request, next_url)
+        mounted = ctx.mounted(request)
         response: Response
         if ctx.wants_json(request):
             response = json_response(
@@ -127,8 +128,8 @@ class Challenger:
                 {
                     "error": "voice2fa_required",
                     "verify_url": verify_url,
-                    "status_url": f"{ctx.prefix}/verify/status",
-                    "resend_url": f"{ctx.prefix}/resend",
+                    "status_url": f"{mounted}/verify/status",
+                    "resend_url": f"{mounted}/resend",
                     "csrf_token": pending["x"],
                 },
                 {"www-authenticate": 'Voice2FA realm="voice2fa"'},
@@ -230,7 +231,7 @@ class Challenger:
             await ctx.audit("call_refused", request, user_id, reason="cooldown")
             return ctx.error(request, 429, "rate_limited", retry_after=granted)
         token = ctx.keys.call.dumps([challenge.id, nonce])
-        base = ctx.base_url(request) + ctx.prefix
+        base = ctx.base_url(request) + ctx.mounted(request)
         try:
             with anyio.fail_after(s.call_timeout + 1):
                 sid = await ctx.caller.place_call(

@@ -236,8 +236,19 @@ class Context:
 
     # -- the pending challenge ----------------------------------------------------------------
 
-    def verify_url(self, next_url: str) -> str:
-        return f"{self.prefix}/verify?" + urlencode({"next": next_url})
+    def mounted(self, conn: HTTPConnection) -> str:
+        """Where our endpoints are, as the browser and the provider see them: the app's root
+        path (a ``Mount``'s prefix, uvicorn ``--root-path``) and our prefix (S25)."""
+        root: str = conn.scope.get("root_path", "")
+        return root + self.prefix
+
+    def app_url(self, conn: HTTPConnection, path: str) -> str:
+        """A path of the app (such as ``logout_url``), as the browser sees it."""
+        root: str = conn.scope.get("root_path", "")
+        return root + path if root and path.startswith("/") else path
+
+    def verify_url(self, conn: HTTPConnection, next_url: str) -> str:
+        return f"{self.mounted(conn)}/verify?" + urlencode({"next": next_url})
 
     def pending(self, conn: HTTPConnection) -> dict[str, str] | None:
         """The pending cookie's payload (challenge, user tag, CSRF token, next), if good."""
@@ -276,7 +287,13 @@ class Context:
                 body["retry_after"] = seconds
             return json_response(status, body, headers)
         return self.pages.message(
-            status=status, language=language, prefix=self.prefix, error=error, text=text, link=link, headers=headers
+            status=status,
+            language=language,
+            prefix=self.mounted(conn),
+            error=error,
+            text=text,
+            link=link,
+            headers=headers,
         )
 
     async def aclose(self) -> None:

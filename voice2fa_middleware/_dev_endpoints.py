@@ -53,7 +53,7 @@ class DevEndpoints:
             "voice2fa/devphone.html",
             status=200,
             language="en",
-            prefix=self.ctx.prefix,
+            prefix=self.ctx.mounted(request),
             signed_in=calls is not None,
             calls=(calls or [])[::-1],
         )

@@ -23,7 +23,7 @@ from ._context import Context
 from ._endpoints import OwnEndpoints
 from ._errors import Voice2FAError
 from ._handle import Voice2FAHandle
-from ._proofs import accepts_html, no_store, sign_out_headers
+from ._proofs import accepts_html, no_store
 from ._protection import VerificationRequired
 from ._rules import Identify, PathRules, ProtectedPath, route_path
 from ._settings import Voice2FASettings
@@ -99,7 +99,6 @@ class Voice2FAMiddleware:
         self._challenger = Challenger(self.ctx)
         self._own = OwnEndpoints(self._challenger)
         self._prefix = s.prefix
-        self._sign_out = sign_out_headers()
         self._no_store = s.protected_no_store  # "html", "always" or "never"
         # Path -> (whose: _APP, _OWN or _SIGN_OUT, rule): what _classify says, for the paths seen lately.
         self._paths: dict[str, tuple[int, ProtectedPath | None]] = {}
@@ -121,7 +120,7 @@ class Voice2FAMiddleware:
             if whose == _OWN:
                 await self._own(scope, receive, send)
             else:
-                await self.app(scope, receive, self._signing_out(send) if scope["method"] == "POST" else send)
+                await self.app(scope, receive, self._signing_out(scope, send) if scope["method"] == "POST" else send)
             return
         handle = Voice2FAHandle(self._challenger, scope)
         scope["voice2fa"] = handle
@@ -171,12 +170,13 @@ class Voice2FAMiddleware:
             return _SIGN_OUT, None
         return _APP, self.rules.match(path)
 
-    def _signing_out(self, send: Send) -> Send:
+    def _signing_out(self, scope: Scope, send: Send) -> Send:
         """Ends the verification on a successful response of the app's sign-out (S22)."""
+        sign_out = self.ctx.cookies.sign_out_headers(scope)
 
         async def send_signing_out(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] < 400:
-                message = {**message, "headers": [*message.get("headers", []), *self._sign_out]}
+                message = {**message, "headers": [*message.get("headers", []), *sign_out]}
             await send(message)
 
         return send_signing_out

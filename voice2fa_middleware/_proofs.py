@@ -58,24 +58,24 @@ def no_store(send: Send, html_only: bool) -> Send:
     return send_no_store
 
 
-def sign_out_headers() -> list[tuple[bytes, bytes]]:
-    """``Set-Cookie`` headers that delete the cookies sign-out ends, under both spellings."""
-    response = Response()
-    forget_verification(response)
-    return [(k, v) for k, v in response.raw_headers if k == b"set-cookie"]
-
-
-def forget_verification(response: Response) -> Response:
+def forget_verification(response: Response, *, path: str = "/", name_prefix: str = "voice2fa_") -> Response:
     """End this browser's verification on ``response`` (call it in the app's sign-out).
 
     The next sign-in on the browser is challenged again, unless the user chose "remember
     this device". The middleware does this by itself on responses to ``logout_url``; use this
-    for a sign-out route it cannot see (another app, a library's own logout route).
+    for a sign-out route it cannot see (another app, a library's own logout route). ``path``
+    and ``name_prefix`` are the middleware's ``cookie_path`` (default: the app's root path)
+    and ``cookie_name_prefix``.
     """
     for kind in SIGN_OUT_KINDS:
-        response.delete_cookie(f"voice2fa_{kind}", path="/", httponly=True, samesite="lax")
-        response.delete_cookie(f"__Host-voice2fa_{kind}", path="/", secure=True, httponly=True, samesite="lax")
+        for name, secure in _spellings(name_prefix + kind, path):
+            response.delete_cookie(name, path=path, secure=secure, httponly=True, samesite="lax")
     return response
+
+
+def _spellings(name: str, path: str) -> list[tuple[str, bool]]:
+    """A cookie's names: plain on http; ``__Host-`` on https at ``/``, else ``__Secure-``."""
+    return [(name, False), ("__Host-" + name if path == "/" else "__Secure-" + name, True)]
 
 
 class _Proof:
@@ -83,9 +83,10 @@ class _Proof:
 
     __slots__ = ("cache", "kind", "max_age", "names")
 
-    def __init__(self, kind: str, names: dict[bool, dict[str, str]], max_age: int) -> None:
+    def __init__(self, kind: str, names: dict[tuple[bool, bool], dict[str, str]], max_age: int) -> None:
         self.kind = kind
-        self.names = {secure: by_kind[kind] for secure, by_kind in names.items()}
+        # (secure, at the root path) -> name
+        self.names = {key: by_kind[kind] for key, by_kind in names.items()}
         self.max_age = max_age
         # (token, identity) -> (signed at, cached until); a plain dict: this is the hot path.
         self.cache: dict[tuple[str, Identity], tuple[float, float]] = {}
@@ -99,10 +100,18 @@ class Cookies:
         self.keys = keys
         self.clock = clock
         kinds = ("pending", "verified", "remember")
+        p = s.cookie_name_prefix
+        # (secure, path is "/") -> kind -> name. __Host- needs path "/"; under a sub-path
+        # (several apps on one host) the secure cookies are __Secure- instead.
         self.names = {
-            True: {k: f"__Host-voice2fa_{k}" for k in kinds},
-            False: {k: f"voice2fa_{k}" for k in kinds},
+            (True, True): {k: f"__Host-{p}{k}" for k in kinds},
+            (True, False): {k: f"__Secure-{p}{k}" for k in kinds},
+            (False, True): {k: f"{p}{k}" for k in kinds},
+            (False, False): {k: f"{p}{k}" for k in kinds},
         }
+        self.name_prefix = p
+        # None: the app's root path (a Mount's prefix, uvicorn --root-path), else "/".
+        self.path = s.cookie_path
         public_https = (s.public_url or "").startswith("https:")
         # None: secure cookies follow the request's scheme.
         self.always_secure: bool | None = (
@@ -121,8 +130,16 @@ class Cookies:
         # scope["scheme"], not conn.url: building the URL costs more than the whole check.
         return scope.get("scheme") in SECURE_SCHEMES
 
+    def path_of(self, scope: Scope) -> str:
+        return self.path or scope.get("root_path") or "/"
+
     def name(self, conn: HTTPConnection, kind: CookieKind) -> str:
-        return self.names[self.secure(conn.scope)][kind]
+        return self.names[(self.secure(conn.scope), self.path_of(conn.scope) == "/")][kind]
+
+    def sign_out_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """``Set-Cookie`` headers deleting what sign-out ends, under every spelling."""
+        response = forget_verification(Response(), path=self.path_of(scope), name_prefix=self.name_prefix)
+        return [(k, v) for k, v in response.raw_headers if k == b"set-cookie"]
 
     def verified_at(self, cookies: dict[str, str], scope: Scope, identity: Identity) -> float | None:
         """When this user verified: the verified cookie, else a remembered device.
@@ -134,9 +151,10 @@ class Cookies:
         secure = self.always_secure
         if secure is None:
             secure = scope.get("scheme") in SECURE_SCHEMES
+        at_root = self.path == "/" if self.path is not None else not scope.get("root_path")
         now = self.clock()
         for proof in self.proofs:
-            token = cookies.get(proof.names[secure])
+            token = cookies.get(proof.names[(secure, at_root)])
             if not token:
                 continue
             # Positive results only, for a minute: a signed token cannot be forged, so the
@@ -160,7 +178,7 @@ class Cookies:
             self.name(conn, kind),
             value,
             max_age=self._max_ages[kind],
-            path="/",
+            path=self.path_of(conn.scope),
             secure=self.secure(conn.scope),
             httponly=True,
             samesite="lax",
@@ -168,7 +186,11 @@ class Cookies:
 
     def delete(self, response: Response, conn: HTTPConnection, kind: CookieKind) -> None:
         response.delete_cookie(
-            self.name(conn, kind), path="/", secure=self.secure(conn.scope), httponly=True, samesite="lax"
+            self.name(conn, kind),
+            path=self.path_of(conn.scope),
+            secure=self.secure(conn.scope),
+            httponly=True,
+            samesite="lax",
         )
 
     def grant(self, response: Response, conn: HTTPConnection, identity: Identity, *, remember: bool) -> None:

@@ -99,6 +99,11 @@ class Voice2FASettings:
 
     # Routes and cookies
     prefix: str = "/voice2fa"
+    cookie_path: str | None = None
+    """Path of the middleware's cookies; ``None``: the app's root path (a ``Mount``'s prefix,
+    uvicorn ``--root-path``), so apps under ``/a`` and ``/b`` on one host keep apart."""
+    cookie_name_prefix: str = "voice2fa_"
+    """Start of the cookie names (``voice2fa_verified``); after ``__Host-``/``__Secure-``."""
     cookie_secure: bool | None = None
     """``None``: Secure (and the ``__Host-`` prefix) when the request or public URL is https."""
     verified_max_age: int = 12 * 3600
@@ -289,8 +294,12 @@ class Voice2FASettings:
                     f"{name} uses http:// for a host that is not loopback ({parts.hostname}); "
                     "use https:// (http is accepted only for local test doubles)"
                 )
-            elif name == "VOICE2FA_PUBLIC_URL" and (parts.query or parts.fragment):
-                problems.append("VOICE2FA_PUBLIC_URL must not carry a query or fragment")
+            elif name == "VOICE2FA_PUBLIC_URL" and (parts.query or parts.fragment or parts.path not in ("", "/")):
+                problems.append(
+                    f"VOICE2FA_PUBLIC_URL is the site's origin only ({parts.scheme}://{parts.netloc}), without "
+                    "a path, query or fragment: the app's root path (a Mount, uvicorn --root-path) is added "
+                    "to every URL by the middleware"
+                )
         if not self.is_local:
             if self.ephemeral_secret:
                 problems.append(
@@ -308,6 +317,12 @@ class Voice2FASettings:
             problems.append("logout_url must be a path on this site, such as /logout")
         if self.protected_no_store not in ("html", "always", "never"):
             problems.append("protected_no_store must be 'html', 'always' or 'never'")
+        if self.cookie_path is not None and (
+            not self.cookie_path.startswith("/") or safe_next(self.cookie_path) is None
+        ):
+            problems.append("cookie_path must be a path such as /app")
+        if not self.cookie_name_prefix or not all(c.isalnum() or c in "_-." for c in self.cookie_name_prefix):
+            problems.append("cookie_name_prefix must be letters, digits, '_', '-' or '.'")
         if not 0 < self.body_timeout <= 120:
             problems.append("body_timeout must be more than 0 and at most 120 seconds")
         if self.remember_days < 0:

@@ -81,7 +81,7 @@ class VerifyEndpoints:
             "voice2fa/verify.html",
             status=status,
             language=language,
-            prefix=self.ctx.prefix,
+            prefix=self.ctx.mounted(request),
             masked_phone=mask(ch.phone),
             csrf_token=pending["x"],
             next_url=next_url,
@@ -92,7 +92,7 @@ class VerifyEndpoints:
             status_labels=self._status_labels.get(language, self._status_labels["en"]),
             resend_in=self.challenger.resend_in(ch),
             remember_days=self.settings.remember_days,
-            logout_url=self.settings.logout_url,
+            logout_url=self.ctx.app_url(request, self.settings.logout_url) if self.settings.logout_url else None,
         )
 
     # -- submitting a code ---------------------------------------------------------------------
@@ -184,7 +184,12 @@ class VerifyEndpoints:
         if pending is not None and ch is not None:
             return self._render(request, pending, ch, next_url, language, status=400, error=message)
         return self.ctx.pages.message(
-            status=400, language=language, prefix=self.ctx.prefix, error="invalid_code", text=message, link=next_url
+            status=400,
+            language=language,
+            prefix=self.ctx.mounted(request),
+            error="invalid_code",
+            text=message,
+            link=next_url,
         )
 
     # -- status, call again, cancel --------------------------------------------------------------
@@ -232,14 +237,15 @@ class VerifyEndpoints:
         if ctx.wants_json(request):
             return json_response(202, {"status": "calling"})
         return RedirectResponse(
-            ctx.verify_url(next_url) + "&sent=1", status_code=303, headers={"cache-control": "no-store"}
+            ctx.verify_url(request, next_url) + "&sent=1", status_code=303, headers={"cache-control": "no-store"}
         )
 
     async def cancel(self, request: Request) -> Response:
         ctx = self.ctx
         _form, pending, _identity = await self._form_with_csrf(request)
         await ctx.run(ctx.store.delete(pending["c"]))
-        response: Response = RedirectResponse("/", status_code=303, headers={"cache-control": "no-store"})
+        home = ctx.app_url(request, "/")
+        response: Response = RedirectResponse(home, status_code=303, headers={"cache-control": "no-store"})
         if ctx.wants_json(request):
             response = json_response(200, {"canceled": True})
         ctx.cookies.delete(response, request, "pending")

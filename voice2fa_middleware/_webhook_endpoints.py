@@ -83,7 +83,7 @@ class WebhookEndpoints:
             return _laml_response(ctx.laml.goodbye(language=ch.language if ch else "en", expired=True))
         if not call_sid or ch.call_sid != call_sid:
             return text_response(403, "Forbidden: not this call")
-        base = ctx.base_url(request) + ctx.prefix
+        base = ctx.base_url(request) + ctx.mounted(request)
         token = ctx.keys.call.dumps([challenge_id, nonce])
         if action == "" and ctx.settings.voicemail_guard:
             return _laml_response(ctx.laml.answer(action=f"{base}/laml/{token}/code", language=ch.language))
