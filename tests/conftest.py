@@ -33,13 +33,7 @@ from voice2fa_middleware import (
     Voice2FASettings,
     require_voice_2fa,
 )
-from voice2fa_middleware.testing import (  # noqa: F401  (the shipped fixtures)
-    LiveServer,
-    SignalWireDouble,
-    live_server_factory,
-    port_for_later,
-    signalwire_double,
-)
+from voice2fa_middleware.testing import LiveServer, SignalWireDouble, port_for_later
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-key-0123456789abcdef"

@@ -72,6 +72,7 @@ LAYERS = [
     ["_endpoints"],
     ["_middleware"],
     ["testing"],
+    ["pytest_plugin"],
 ]
 
 

@@ -60,7 +60,18 @@ class Voice2FAMiddleware:
     ) -> None:
         self.app = app
         try:
-            self._set_up(identify, protect, settings, store, caller, on_event, select_language, template_dirs, clock)
+            self.settings = s = settings if settings is not None else Voice2FASettings.from_env()
+            self.rules = PathRules(protect)
+            self.ctx = Context(
+                identify=identify,
+                settings=s,
+                store=store,
+                caller=caller,
+                on_event=on_event,
+                select_language=select_language,
+                template_dirs=template_dirs,
+                clock=clock,
+            )
         except (Voice2FAError, ValueError, TypeError) as exc:
             # Inside Starlette the middleware is built on the first call, the lifespan's, and an
             # exception there would make uvicorn and hypercorn (lifespan "auto") say "lifespan
@@ -69,31 +80,7 @@ class Voice2FAMiddleware:
             self._failure = f"{type(exc).__name__}: {exc}"
             logger.error("voice2fa: the middleware cannot start: %s", self._failure)
             self.__class__ = _NotStarted
-
-    def _set_up(
-        self,
-        identify: Identify,
-        protect: Iterable[str | ProtectedPath],
-        settings: Voice2FASettings | None,
-        store: Store | None,
-        caller: Caller | None,
-        on_event: AuditHook | None,
-        select_language: Callable[[HTTPConnection], str | None] | None,
-        template_dirs: Sequence[str | Path],
-        clock: Callable[[], float],
-    ) -> None:
-        self.settings = s = settings if settings is not None else Voice2FASettings.from_env()
-        self.rules = PathRules(protect)
-        self.ctx = Context(
-            identify=identify,
-            settings=s,
-            store=store,
-            caller=caller,
-            on_event=on_event,
-            select_language=select_language,
-            template_dirs=template_dirs,
-            clock=clock,
-        )
+            return
         self.store: Store = self.ctx.store
         self.caller: Caller = self.ctx.caller
         self._challenger = Challenger(self.ctx)

@@ -5,8 +5,10 @@
   ``sid``, then, as the carrier does, POSTs to the ``Url`` with signed call parameters,
   presses a key at each ``<Gather>``, records what ``<Say>`` says, and posts status callbacks.
 - ``LiveServer``: runs any ASGI app under uvicorn on a free loopback port, in a thread.
-- pytest fixtures ``signalwire_double`` and ``live_server_factory``: add
-  ``pytest_plugins = ["voice2fa_middleware.testing"]`` to your ``conftest.py``.
+- pytest fixtures ``signalwire_double`` and ``live_server_factory``, available in every test
+  once the ``testing`` extra is installed (a ``pytest11`` plugin, loaded lazily).
+
+Needs the ``testing`` extra: ``pip install 'voice2fa-middleware[testing]'``.
 
 Example::
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import importlib.util
 import socket
 import threading
 import time
@@ -28,7 +31,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import uvicorn
+
+from ._errors import MissingExtraError
+
+try:
+    import uvicorn
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise MissingExtraError("voice2fa_middleware.testing", "testing") from exc
+if importlib.util.find_spec("python_multipart") is None and importlib.util.find_spec("multipart") is None:
+    raise MissingExtraError("voice2fa_middleware.testing (python-multipart)", "testing")  # pragma: no cover
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -37,7 +49,7 @@ from starlette.types import ASGIApp
 
 from ._carrier import SimulatedCall, simulate_call
 
-__all__ = ["LiveServer", "SignalWireDouble", "SimulatedCall", "live_server_factory", "signalwire_double"]
+__all__ = ["LiveServer", "SignalWireDouble", "SimulatedCall", "port_for_later", "running"]
 
 
 def _free_socket(host: str = "127.0.0.1") -> socket.socket:
@@ -291,35 +303,6 @@ class SignalWireDouble:
         )
         with self._changed:
             self._changed.notify_all()
-
-
-# -- pytest fixtures ---------------------------------------------------------------------------
-
-try:
-    import pytest
-except ImportError:  # pragma: no cover - pytest is only needed for the fixtures
-    pass
-else:
-
-    @pytest.fixture
-    def signalwire_double() -> Iterator[SignalWireDouble]:
-        """A running ``SignalWireDouble``."""
-        with SignalWireDouble() as double:
-            yield double
-
-    @pytest.fixture
-    def live_server_factory() -> Iterator[Any]:
-        """``start(app) -> LiveServer``; every server started is stopped after the test."""
-        servers: list[LiveServer] = []
-
-        def start(app: ASGIApp, *, port: int = 0) -> LiveServer:
-            server = LiveServer(app, port=port).start()
-            servers.append(server)
-            return server
-
-        yield start
-        for server in servers:
-            server.stop()
 
 
 @contextmanager
