@@ -332,26 +332,11 @@ class RecordingCaller:
 # -- the examples, run by uvicorn as a user would ---------------------------------------------
 
 
-class UvicornProcess:
-    def __init__(
-        self, target: str, env: dict[str, str], port: int, workers: int = 1, extra_args: Sequence[str] = ()
-    ) -> None:
+class ServerProcess:
+    """An ASGI server in its own process, as a user runs it; ready once ``/`` answers 200."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
-        cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            target,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
-        if workers > 1:
-            cmd += ["--workers", str(workers)]
-        cmd += list(extra_args)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop())
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT
@@ -359,13 +344,13 @@ class UvicornProcess:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("uvicorn exited:\n" + self.output())
+                raise RuntimeError(f"{cmd[2]} exited:\n" + self.output())
             try:
                 if httpx.get(self.url + "/", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError("uvicorn did not answer:\n" + self.output())
+        raise RuntimeError(f"{cmd[2]} did not answer:\n" + self.output())
 
     def output(self) -> str:
         self.log.seek(0)
@@ -381,14 +366,39 @@ class UvicornProcess:
         self.log.close()
 
 
+def uvicorn_command(
+    target: str, port: int, workers: int = 1, extra_args: Sequence[str] = (), server: str = "uvicorn"
+) -> list[str]:
+    """The command line that serves ``target`` on ``port`` with ``server``."""
+    host = "127.0.0.1"
+    if server == "hypercorn":
+        return [sys.executable, "-m", "hypercorn", target, "--bind", f"{host}:{port}", *extra_args]
+    if server == "granian":
+        return [sys.executable, "-m", "granian", "--interface", "asgi", "--host", host, "--port", str(port), target]
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), target]
+    cmd = [sys.executable, "-m", "uvicorn", target, "--host", host, "--port", str(port), "--log-level", "warning"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+    return [*cmd, *extra_args]
+
+
 @pytest.fixture
-def uvicorn_factory() -> Iterator[Callable[..., UvicornProcess]]:
-    procs: list[UvicornProcess] = []
+def uvicorn_factory() -> Iterator[Callable[..., ServerProcess]]:
+    """``start(target, env, port=None, workers=1, extra_args=(), server="uvicorn")``."""
+    procs: list[ServerProcess] = []
 
     def start(
-        target: str, env: dict[str, str], *, port: int | None = None, workers: int = 1, extra_args: Sequence[str] = ()
-    ) -> UvicornProcess:
-        proc = UvicornProcess(target, env, port or port_for_later(), workers, extra_args)
+        target: str,
+        env: dict[str, str],
+        *,
+        port: int | None = None,
+        workers: int = 1,
+        extra_args: Sequence[str] = (),
+        server: str = "uvicorn",
+    ) -> ServerProcess:
+        port = port or port_for_later()
+        proc = ServerProcess(uvicorn_command(target, port, workers, extra_args, server), env, port)
         procs.append(proc)
         return proc
 
