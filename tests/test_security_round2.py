@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from voice2fa_middleware import Bucket, Challenge, ConsoleCaller, Store
@@ -344,3 +345,30 @@ def test_s21_a_flood_of_new_accounts_does_not_stop_calls_to_known_users(
         assert c.get("/account").status_code == 303  # alice verified this phone before
     assert [e.detail["budget"] for e in h.events if e.kind == "budget_exhausted"] == ["all"]
     assert "call budget is spent" in caplog.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [200, 204])
+async def test_s22_the_verify_pages_sign_out_lands_on_the_home_page(status: int) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from voice2fa_middleware import Voice2FAMiddleware, Voice2FASettings
+
+    async def logout(request: Request) -> Response:
+        return Response(status_code=status)  # as fastapi-users' cookie transport answers
+
+    app = Starlette(routes=[Route("/auth/logout", logout, methods=["POST"])])
+    app.add_middleware(
+        Voice2FAMiddleware,
+        identify=lambda conn: None,
+        settings=Voice2FASettings(secret_key="a-secret-key-0123456789", logout_url="/auth/logout"),
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        marked = await client.post("/auth/logout?voice2fa=signout")
+        assert marked.status_code == 303 and marked.headers["location"] == "/"
+        assert "voice2fa_verified=" in marked.headers.get("set-cookie", "")
+        plain = await client.post("/auth/logout")  # the app's own callers: untouched
+        assert plain.status_code == status

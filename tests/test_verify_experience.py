@@ -52,7 +52,8 @@ def test_remember_can_be_turned_off_and_sign_out_shown(harness_factory: Callable
         csrf, code = h.challenge(c)
         page = c.get("/voice2fa/verify?next=/account")
         assert 'name="remember"' not in page.text
-        assert re.search(r'<form method="post" action="/logout">', page.text) and "Sign out" in page.text
+        assert re.search(r'<form method="post" action="/logout\?voice2fa=signout">', page.text)
+        assert "Sign out" in page.text
         r = h.verify(c, code, csrf, remember="1")
         assert not any(x.startswith("voice2fa_remember=") for x in r.headers.get_list("set-cookie"))
 

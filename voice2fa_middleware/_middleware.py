@@ -158,12 +158,24 @@ class Voice2FAMiddleware:
         return _APP, self.rules.match(path)
 
     def _signing_out(self, scope: Scope, send: Send) -> Send:
-        """Ends the verification on a successful response of the app's sign-out (S22)."""
+        """Ends the verification on a successful response of the app's sign-out (S22).
+
+        The verify page's "Sign out" button marks its post (``?voice2fa=signout``): when the
+        app's sign-out answers it without a redirect (fastapi-users answers 204), the browser
+        is sent to the app's home page instead of staying on a page that no longer works.
+        """
         sign_out = self.ctx.cookies.sign_out_headers(scope)
+        from_verify_page = b"voice2fa=signout" in scope.get("query_string", b"")
+        home = (scope.get("root_path", "") + "/").encode()
 
         async def send_signing_out(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] < 400:
-                message = {**message, "headers": [*message.get("headers", []), *sign_out]}
+                headers = [*message.get("headers", []), *sign_out]
+                status = message["status"]
+                if from_verify_page and status < 300:
+                    status = 303
+                    headers = [(k, v) for k, v in headers if k.lower() != b"location"] + [(b"location", home)]
+                message = {**message, "status": status, "headers": headers}
             await send(message)
 
         return send_signing_out
