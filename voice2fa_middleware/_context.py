@@ -290,6 +290,7 @@ class Context:
             status=status,
             language=language,
             prefix=self.mounted(conn),
+            request=conn,
             error=error,
             text=text,
             link=link,

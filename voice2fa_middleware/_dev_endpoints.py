@@ -51,6 +51,7 @@ class DevEndpoints:
         calls = await self._own_calls(request, caller)
         return self.ctx.pages.html(
             "voice2fa/devphone.html",
+            request=request,
             status=200,
             language="en",
             prefix=self.ctx.mounted(request),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from ._i18n import translate
@@ -66,6 +67,7 @@ class Pages:
         prefix: str,
         error: str,
         text: str,
+        request: HTTPConnection,
         link: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
@@ -74,6 +76,7 @@ class Pages:
             status=status,
             language=language,
             headers=headers,
+            request=request,
             prefix=prefix,
             error=error,
             text=text,

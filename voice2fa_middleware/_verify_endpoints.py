@@ -79,6 +79,7 @@ class VerifyEndpoints:
         call_status = ch.call_status or "queued"
         return self.ctx.pages.html(
             "voice2fa/verify.html",
+            request=request,
             status=status,
             language=language,
             prefix=self.ctx.mounted(request),
@@ -187,6 +188,7 @@ class VerifyEndpoints:
             status=400,
             language=language,
             prefix=self.ctx.mounted(request),
+            request=request,
             error="invalid_code",
             text=message,
             link=next_url,
