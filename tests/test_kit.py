@@ -53,3 +53,16 @@ def test_the_plugin_itself_imports_nothing_heavy() -> None:
     code = "import sys, voice2fa_middleware.pytest_plugin; print('uvicorn' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_the_fastapi_dependency_annotation_is_a_class_not_a_string() -> None:
+    # FastAPI before 0.124 cannot resolve a string annotation on a callable instance's
+    # __call__: "request: 'Request'" became a required query parameter (422 on every request).
+    import inspect
+
+    from starlette.requests import Request
+
+    from voice2fa_middleware import VoiceTwoFactor
+
+    annotation = inspect.signature(VoiceTwoFactor.__call__).parameters["request"].annotation
+    assert annotation is Request
