@@ -4,6 +4,7 @@ would have caught it. Real uvicorn servers on loopback and the SignalWire double
 from __future__ import annotations
 
 import asyncio
+import re
 import multiprocessing
 import socket
 import time
@@ -372,3 +373,24 @@ async def test_s22_the_verify_pages_sign_out_lands_on_the_home_page(status: int)
         assert "voice2fa_verified=" in marked.headers.get("set-cookie", "")
         plain = await client.post("/auth/logout")  # the app's own callers: untouched
         assert plain.status_code == status
+
+
+def test_audit_records_carry_their_fields_as_attributes(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import logging
+
+    caplog.set_level(logging.INFO, logger="voice2fa.audit")
+    with harness.client() as c:
+        csrf, code = harness.challenge(c)
+        harness.verify(c, wrong_for(code), csrf)
+        harness.verify(c, code, csrf)
+    records = [r for r in caplog.records if r.name == "voice2fa.audit"]
+    kinds = [getattr(r, "voice2fa_kind", None) for r in records]
+    assert {"challenge_created", "call_placed", "failed", "verified"} <= set(kinds)
+    failed = next(r for r in records if getattr(r, "voice2fa_kind", None) == "failed")
+    assert failed.voice2fa_user_id == "alice" and failed.voice2fa_client == "127.0.0.1"  # type: ignore[attr-defined]
+    assert failed.voice2fa_attempts_left == 4  # type: ignore[attr-defined]
+    # What a JSON formatter would emit: every field, and never the code or the full number.
+    fields = [{k: v for k, v in vars(r).items() if k.startswith("voice2fa_") and k != "voice2fa_time"} for r in records]
+    emitted = json.dumps(fields)
+    assert not re.search(rf"\b{code}\b", emitted) and "+12025550143" not in emitted

@@ -37,6 +37,21 @@ class AuditEvent:
 AuditHook = Callable[[AuditEvent], "Awaitable[None] | None"]
 
 
+def log_fields(event: AuditEvent) -> dict[str, object]:
+    """The event as attributes of its log record, for JSON formatters (python-json-logger,
+    structlog's stdlib bridge): ``voice2fa_kind``, ``voice2fa_user_id``, ``voice2fa_client``,
+    ``voice2fa_time`` and ``voice2fa_<detail>`` (reason, status, call_sid, budget, ...)."""
+    fields: dict[str, object] = {
+        "voice2fa_kind": event.kind,
+        "voice2fa_user_id": event.user_id,
+        "voice2fa_client": event.client,
+        "voice2fa_time": event.time,
+    }
+    for key, value in event.detail.items():
+        fields["voice2fa_" + key] = value
+    return fields
+
+
 async def emit(hook: AuditHook | None, event: AuditEvent) -> None:
     """Log the event on ``voice2fa.audit`` and hand it to the app's hook, if any.
 
@@ -48,6 +63,7 @@ async def emit(hook: AuditHook | None, event: AuditEvent) -> None:
         event.user_id,
         event.client,
         " ".join(f"{k}={v}" for k, v in event.detail.items()),
+        extra=log_fields(event),
     )
     if hook is None:
         return
