@@ -4,8 +4,8 @@ would have caught it. Real uvicorn servers on loopback and the SignalWire double
 from __future__ import annotations
 
 import asyncio
-import re
 import multiprocessing
+import re
 import socket
 import time
 from collections.abc import Callable
