@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typing"]
+nox.options.sessions = ["tests", "tests_fastapi_users", "lint", "typing"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
 
@@ -21,6 +21,17 @@ def tests(session: nox.Session) -> None:
     """The test suite, with every extra (redis, the signalwire SDK oracle)."""
     session.install("-e", ".[test,signalwire]")
     session.run("pytest", *session.posargs)
+
+
+# fastapi-users needs PyJWT 2; the signalwire SDK (the oracle in "tests") pins PyJWT 1.7.
+FASTAPI_USERS = ["fastapi-users[sqlalchemy]>=13", "aiosqlite>=0.19"]
+
+
+@nox.session(python=PYTHONS[-1])
+def tests_fastapi_users(session: nox.Session) -> None:
+    """The fastapi-users example, end to end (an environment of its own: see FASTAPI_USERS)."""
+    session.install("-e", ".[test]", *FASTAPI_USERS)
+    session.run("pytest", "tests/test_fastapi_users.py", *session.posargs)
 
 
 @nox.session(python=PYTHONS[-1])
@@ -39,7 +50,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """mypy --strict on the package and on the examples (a typed usage check)."""
-    session.install("-e", ".[test]", "mypy")
+    session.install("-e", ".[test]", "mypy", *FASTAPI_USERS)
     session.run("mypy", "--strict", "voice2fa_middleware")
     session.run("mypy", "--strict", "examples")
 
