@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "tests_fastapi_users", "lint", "typing"]
+nox.options.sessions = ["tests", "tests_fastapi_users", "package", "lint", "typing"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
 
@@ -39,6 +39,19 @@ def tests_minimal(session: nox.Session) -> None:
     """The suite with no optional extra: Redis and SDK tests must skip, not fail."""
     session.install("-e", ".[testing,examples]", "hypothesis", "respx")
     session.run("pytest", "-m", "not redis and not oracle", *session.posargs, env={"CI": ""})
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build the sdist and wheel; twine check; the wheel holds what it must and nothing else."""
+    import glob
+    import shutil
+
+    shutil.rmtree("dist", ignore_errors=True)
+    session.install("build", "twine")
+    session.run("python", "-m", "build")
+    session.run("twine", "check", "--strict", *glob.glob("dist/*"))
+    session.run("python", "tests/check_wheel.py", *glob.glob("dist/*.whl"))
 
 
 @nox.session
