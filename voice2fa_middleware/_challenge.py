@@ -130,6 +130,7 @@ class Challenger:
                     "verify_url": verify_url,
                     "status_url": f"{mounted}/verify/status",
                     "resend_url": f"{mounted}/resend",
+                    "cancel_url": f"{mounted}/cancel",
                     "csrf_token": pending["x"],
                 },
                 {"www-authenticate": 'Voice2FA realm="voice2fa"'},
