@@ -70,7 +70,8 @@ LAYERS = [
     ["_protection"],
     ["_verify_endpoints", "_webhook_endpoints", "_dev_endpoints"],
     ["_endpoints"],
-    ["_middleware"],
+    ["_middleware", "_check"],
+    ["__main__"],
     ["testing"],
     ["pytest_plugin"],
 ]

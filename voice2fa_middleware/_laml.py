@@ -64,3 +64,11 @@ class LamlBuilder:
         self._say(root, translate(language, "say.expired" if expired else "say.goodbye"), language)
         ET.SubElement(root, "Hangup")
         return self._render(root)
+
+    def check_phrase(self) -> str:
+        """The check command's test call: a fixed phrase, no code, then hang up."""
+        root = ET.Element("Response")
+        name = f" for {self.app_name}" if self.app_name else ""
+        self._say(root, f"This is a test call{name} from voice two factor. Your setup works. Goodbye.", "en")
+        ET.SubElement(root, "Hangup")
+        return self._render(root)

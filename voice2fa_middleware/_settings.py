@@ -242,10 +242,14 @@ class Voice2FASettings:
                 values[name] = _parse(_FIELD_TYPES[name], raw)
             except ValueError as exc:
                 problems.append(f"{env_name}={raw!r}: {exc}")
-        if problems:
-            raise ConfigurationError("voice2fa: unsafe or incomplete settings:\n- " + "\n- ".join(problems))
         values.update(overrides)
-        return cls(**values)
+        if not problems:
+            return cls(**values)
+        try:  # every problem at once: those of the values that could be read too
+            cls(**values)
+        except ConfigurationError as exc:
+            problems += [line[2:] for line in str(exc).splitlines() if line.startswith("- ")]
+        raise ConfigurationError("voice2fa: unsafe or incomplete settings:\n- " + "\n- ".join(problems))
 
     def replace(self, **changes: Any) -> Voice2FASettings:
         return dataclasses.replace(self, **changes)

@@ -21,6 +21,8 @@ from ._webhooks import SIGNATURE_HEADERS, is_valid_signature
 
 logger = logging.getLogger("voice2fa")
 
+# The challenge id of the test call placed by the check command (its token is signed like any other).
+CHECK_CALL = "check"
 _CALL_STATUSES = frozenset({"queued", "initiated", "ringing", "in-progress", "answered", *FINAL_STATUSES})
 
 
@@ -68,6 +70,8 @@ class WebhookEndpoints:
         call = self._call_of(token)
         if call is None:
             return _laml_response(self.ctx.laml.goodbye(language="en", expired=True))
+        if call[0] == CHECK_CALL:  # "python -m voice2fa_middleware check --call": no code, a phrase
+            return _laml_response(self.ctx.laml.check_phrase())
         if action not in ("", "code", "repeat"):
             return text_response(404, "Not Found")
         return await self._laml(request, call, form.get("CallSid", "")[:64], action, form)

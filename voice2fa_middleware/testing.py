@@ -164,7 +164,13 @@ class SignalWireDouble:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._client: httpx.AsyncClient | None = None
         path = "/api/laml/2010-04-01/Accounts/{project}/Calls.json"
-        self.app = Starlette(routes=[Route(path, self._create_call, methods=["POST"])])
+        account = "/api/laml/2010-04-01/Accounts/{project}.json"
+        self.app = Starlette(
+            routes=[
+                Route(path, self._create_call, methods=["POST"]),
+                Route(account, self._account, methods=["GET"]),  # read-only: credentials check
+            ]
+        )
         self._server = LiveServer(self.app)
         self._server.on_stop.append(self._aclose)
         self.url = self._server.url
@@ -241,6 +247,11 @@ class SignalWireDouble:
         except (binascii.Error, UnicodeDecodeError):
             return False
         return user == self.project and password == self.token
+
+    async def _account(self, request: Request) -> JSONResponse:
+        if not self._authorized(request) or request.path_params["project"] != self.project:
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        return JSONResponse({"sid": self.project, "friendly_name": "test double", "status": "active"})
 
     async def _create_call(self, request: Request) -> JSONResponse:
         if request.path_params["project"] != self.project or not self._authorized(request):

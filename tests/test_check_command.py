@@ -1,0 +1,101 @@
+"""``python -m voice2fa_middleware check``, run as an operator runs it, against the SignalWire
+double and a running app: every problem at once, exit 0 only when ready, JSON for machines,
+and a real test call that reads a test phrase."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+
+from voice2fa_middleware import Voice2FAMiddleware, Voice2FASettings
+from voice2fa_middleware.testing import LiveServer, SignalWireDouble, port_for_later
+
+from .conftest import SECRET, identify
+
+
+def _check(env: dict[str, str], *args: str, cwd: Path) -> tuple[int, Any]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE2FA_", "SIGNALWIRE_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "voice2fa_middleware", "check", "--json", *args],
+        env={**clean, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+def _outcomes(report: Any) -> dict[str, str]:
+    return {f["check"]: f["outcome"] for f in report["findings"]}
+
+
+def test_a_ready_deployment_passes_and_a_test_call_reads_the_phrase(tmp_path: Path) -> None:
+    with SignalWireDouble() as double:
+        port = port_for_later()
+        env = {**double.env(public_url=f"http://127.0.0.1:{port}"), "VOICE2FA_SECRET_KEY": SECRET}
+        app = Starlette()
+        app.add_middleware(
+            Voice2FAMiddleware, identify=identify, settings=Voice2FASettings.from_env(env, env_file=None)
+        )
+        with LiveServer(app, port=port):
+            code, report = _check(env, cwd=tmp_path)
+            assert code == 0 and report["ok"] is True, report
+            assert _outcomes(report) == {
+                "settings": "ok",
+                "caller id": "ok",
+                "store": "ok",
+                "signalwire": "ok",
+                "public url": "ok",
+            }
+            code, report = _check(env, "--call", "+12025550143", cwd=tmp_path)
+            assert code == 0, report
+            call = double.wait_for_calls(1)[-1]
+            assert call.to == "+12025550143"
+            assert any("This is a test call" in said for said in call.says), call.says
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    with SignalWireDouble(token="the-real-token") as double:
+        env = {
+            **double.env(public_url="http://127.0.0.1:9"),
+            "SIGNALWIRE_TOKEN": "a-wrong-token",
+            "SIGNALWIRE_NUMBER": "+19005551234",  # premium rate: not a caller id we call from
+            "VOICE2FA_SECRET_KEY": SECRET,
+            "VOICE2FA_REDIS_URL": "redis://127.0.0.1:1/0",
+        }
+        code, report = _check(env, cwd=tmp_path)
+    assert code == 1 and report["ok"] is False
+    outcomes = _outcomes(report)
+    assert outcomes["signalwire"] == "problem" and outcomes["store"] == "problem"
+    assert outcomes["caller id"] == "problem" and outcomes["public url"] == "warning"
+    messages = " ".join(f["message"] for f in report["findings"])
+    assert "SIGNALWIRE_PROJECT / SIGNALWIRE_TOKEN" in messages
+
+
+def test_bad_settings_are_listed_with_their_hints(tmp_path: Path) -> None:
+    code, report = _check({"VOICE2FA_CODE_TIL": "60", "VOICE2FA_PUBLIC_URL": "http://app.example.com"}, cwd=tmp_path)
+    assert code == 1
+    messages = [f["message"] for f in report["findings"] if f["outcome"] == "problem"]
+    assert any("did you mean VOICE2FA_CODE_TTL" in m for m in messages)
+    assert any("VOICE2FA_PUBLIC_URL uses http://" in m for m in messages)
+
+
+def test_human_output_and_console_script(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "voice2fa_middleware", "check"],
+        env={k: v for k, v in os.environ.items() if not k.startswith(("VOICE2FA_", "SIGNALWIRE_"))},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr  # console caller on loopback: ready, with warnings
+    assert "WARNING  signalwire: no SignalWire credentials" in done.stdout
+    assert done.stdout.strip().endswith("voice2fa check: ready")

@@ -1,0 +1,157 @@
+"""``python -m voice2fa_middleware check`` (or ``voice2fa check``): is this deployment ready?
+
+Reads the settings the app would read (the environment and ``.env``), reports every problem at
+once, and exits 0 only when there is none. Checks: the settings themselves; the caller id; the
+store (Redis reachable); SignalWire's credentials, with a read-only request to the
+Compatibility API (the Account resource); whether the public URL answers from this host; and,
+with ``--call +1...``, one real test call that reads a test phrase (the app must be running at
+the public URL, which the carrier fetches the call's script from).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import httpx
+
+from ._callers import SignalWireCaller
+from ._crypto import Keyring, new_id
+from ._errors import ConfigurationError
+from ._phone import check_phone, region_of
+from ._settings import Voice2FASettings
+from ._webhook_endpoints import CHECK_CALL
+
+Outcome = Literal["ok", "warning", "problem"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    outcome: Outcome
+    message: str
+
+
+async def _redis(s: Voice2FASettings) -> Finding:
+    if not s.redis_url:
+        return Finding("store", "ok", "MemoryStore (one process); set VOICE2FA_REDIS_URL for several workers")
+    from ._redis_store import RedisStore
+
+    store = RedisStore(s.redis_url, timeout=s.store_timeout)
+    try:
+        await store.ping()
+        return Finding("store", "ok", "Redis answers")
+    except Exception as exc:
+        return Finding("store", "problem", f"Redis at VOICE2FA_REDIS_URL does not answer ({exc})")
+    finally:
+        await store.aclose()
+
+
+async def _credentials(s: Voice2FASettings, client: httpx.AsyncClient) -> Finding:
+    if not s.uses_signalwire:
+        return Finding("signalwire", "warning", "no SignalWire credentials: the console caller is used (development)")
+    url = f"{s.space_url}/api/laml/2010-04-01/Accounts/{s.signalwire_project}.json"
+    try:
+        r = await client.get(url, auth=(s.signalwire_project or "", s.signalwire_token or ""))
+    except httpx.HTTPError as exc:
+        return Finding("signalwire", "problem", f"SIGNALWIRE_SPACE does not answer ({type(exc).__name__})")
+    if r.status_code in (401, 403):
+        return Finding("signalwire", "problem", "SignalWire refused SIGNALWIRE_PROJECT / SIGNALWIRE_TOKEN")
+    if r.status_code != 200:
+        return Finding("signalwire", "problem", f"SignalWire answered {r.status_code} to a read-only request")
+    return Finding("signalwire", "ok", "credentials accepted (read-only request to the Account)")
+
+
+async def _public_url(s: Voice2FASettings, client: httpx.AsyncClient) -> Finding:
+    if not s.public_url:
+        return Finding("public url", "warning", "VOICE2FA_PUBLIC_URL is not set: webhooks follow the server address")
+    url = s.public_url.rstrip("/") + s.prefix + "/static/voice2fa.css"
+    try:
+        r = await client.get(url)
+    except httpx.HTTPError as exc:
+        return Finding("public url", "warning", f"{url} does not answer from this host ({type(exc).__name__})")
+    if r.status_code != 200:
+        return Finding("public url", "warning", f"{url} answered {r.status_code}: is the app running there?")
+    return Finding("public url", "ok", f"{s.public_url} serves the middleware")
+
+
+async def _test_call(s: Voice2FASettings, to: str) -> Finding:
+    if not s.uses_signalwire or not s.public_url:
+        return Finding("test call", "problem", "a test call needs SignalWire credentials and VOICE2FA_PUBLIC_URL")
+    phone = check_phone(to, None)
+    if not phone.ok or phone.e164 is None:
+        return Finding("test call", "problem", f"{to} is not a phone number that can be called")
+    token = Keyring(s.secret_keys).call.dumps([CHECK_CALL, new_id(12)])
+    base = s.public_url.rstrip("/") + s.prefix
+    assert s.space_url and s.signalwire_project and s.signalwire_token
+    caller = SignalWireCaller(
+        space=s.space_url, project=s.signalwire_project, token=s.signalwire_token, timeout=s.call_timeout
+    )
+    try:
+        sid = await caller.place_call(
+            to=phone.e164,
+            from_=s.from_number or "",
+            laml_url=f"{base}/laml/{token}",
+            status_url=f"{base}/status/{token}",
+        )
+    except Exception as exc:
+        return Finding("test call", "problem", f"the call was not placed: {exc}")
+    finally:
+        await caller.aclose()
+    return Finding("test call", "ok", f"call {sid} placed to {phone.e164}: it reads a test phrase")
+
+
+async def run_checks(
+    environ: dict[str, str] | None = None, *, env_file: str | None = ".env", call: str | None = None
+) -> list[Finding]:
+    """Every finding about the settings the app would read."""
+    try:
+        s = Voice2FASettings.from_env(environ, env_file=env_file)
+    except ConfigurationError as exc:
+        lines = [line[2:] for line in str(exc).splitlines() if line.startswith("- ")]
+        return [Finding("settings", "problem", line) for line in lines or [str(exc)]]
+    findings = [Finding("settings", "ok", "valid")]
+    if s.ephemeral_secret:
+        findings.append(Finding("secret key", "warning", "VOICE2FA_SECRET_KEY is not set: a random key per process"))
+    if s.from_number:
+        allowed = set(s.allowed_countries) if s.allowed_countries is not None else None
+        number = check_phone(s.from_number, allowed)
+        if number.ok:
+            findings.append(Finding("caller id", "ok", f"{number.e164} ({region_of(s.from_number)})"))
+        else:
+            findings.append(Finding("caller id", "problem", f"SIGNALWIRE_NUMBER {s.from_number!r}: {number.reason}"))
+    findings.append(await _redis(s))
+    async with httpx.AsyncClient(timeout=10) as client:
+        findings.append(await _credentials(s, client))
+        findings.append(await _public_url(s, client))
+    if call:
+        findings.append(await _test_call(s, call))
+    return findings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="voice2fa", description="Checks a voice2fa-middleware deployment.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="check the settings, the store, SignalWire and the public URL")
+    check.add_argument("--json", action="store_true", help="print the findings as JSON")
+    check.add_argument("--call", metavar="+1...", help="also place one real test call to this number")
+    check.add_argument("--env-file", default=".env", help="the .env file to read, as the app does (default: .env)")
+    args = parser.parse_args(argv)
+    findings = asyncio.run(run_checks(env_file=args.env_file, call=args.call))
+    failed = any(f.outcome == "problem" for f in findings)
+    if args.json:
+        print(json.dumps({"ok": not failed, "findings": [asdict(f) for f in findings]}, indent=2))
+    else:
+        marks = {"ok": "ok     ", "warning": "WARNING", "problem": "PROBLEM"}
+        for f in findings:
+            print(f"{marks[f.outcome]}  {f.check}: {f.message}")
+        print("voice2fa check: " + ("problems found" if failed else "ready"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
