@@ -1,9 +1,11 @@
-"""Sessions: tests (each installed Python 3.10-3.13), lint, typing, demo, bench."""
+"""Sessions: tests (each installed Python 3.10-3.13), tests_fastapi_users, package, lint, typing; also demo, bench."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import nox
@@ -14,6 +16,27 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = Path(__file__).with_name("pyproject.toml").read_text()
 PYTHONS = re.findall(r"Programming Language :: Python :: (3\.\d+)", PYPROJECT)
+
+
+def _pyenv_pythons() -> None:
+    """Let pyenv's shims run each supported Python: pyenv runs only the selected version, and
+    nox would skip the others as "interpreter not found". As .ci/run does, PYENV_VERSION lists
+    the selected version first (``python3`` stays what it was), then the newest 3.X of each."""
+    pyenv = shutil.which("pyenv")
+    if pyenv is None:
+        return
+    run = {"capture_output": True, "text": True, "check": False}
+    current = os.environ.get("PYENV_VERSION") or subprocess.run([pyenv, "version-name"], **run).stdout.strip()  # noqa: S603
+    installed = subprocess.run([pyenv, "versions", "--bare"], **run).stdout.split()  # noqa: S603
+    chosen = [v for v in current.split(":") if v]
+    for python in PYTHONS:
+        found = [v for v in installed if re.fullmatch(re.escape(python) + r"\.\d+", v)]
+        if found and not any(v.startswith(python + ".") for v in chosen):
+            chosen.append(max(found, key=lambda v: int(v.rsplit(".", 1)[1])))
+    os.environ["PYENV_VERSION"] = ":".join(chosen)
+
+
+_pyenv_pythons()
 
 
 @nox.session(python=PYTHONS)
