@@ -1,4 +1,5 @@
-"""Sessions: tests (each installed Python 3.10-3.13), tests_fastapi_users, package, lint, typing; also demo, bench."""
+"""Sessions: tests (each installed Python 3.10-3.13), tests_lowest, tests_newest, tests_fastapi_users, package,
+lint, typing; also demo, bench."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "tests_fastapi_users", "package", "lint", "typing"]
+nox.options.sessions = ["tests", "tests_lowest", "tests_newest", "tests_fastapi_users", "package", "lint", "typing"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
 
@@ -55,6 +56,26 @@ def tests_fastapi_users(session: nox.Session) -> None:
     """The fastapi-users example, end to end (an environment of its own: see FASTAPI_USERS)."""
     session.install("-e", ".[test]", *FASTAPI_USERS)
     session.run("pytest", "tests/test_fastapi_users.py", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def tests_lowest(session: nox.Session) -> None:
+    """The suite on the lowest release of every dependency pyproject.toml allows (uv's
+    lowest-direct resolution), on the oldest Python: the floors we state are true."""
+    session.install("uv")
+    env = {"VIRTUAL_ENV": session.virtualenv.location}
+    session.run("uv", "pip", "install", "--resolution", "lowest-direct", "-e", ".[test]", env=env)
+    session.run("uv", "pip", "list", env=env)
+    # The browser tests are left out: Playwright's floor predates the Chromium Debian ships.
+    session.run("pytest", "-m", "not browser", *session.posargs)
+
+
+@nox.session(python=PYTHONS[-1])
+def tests_newest(session: nox.Session) -> None:
+    """The suite on the newest release of every dependency (no signalwire SDK, whose pins
+    hold some back), on the newest Python."""
+    session.install("--upgrade", "-e", ".[test]")
+    session.run("pytest", *session.posargs)
 
 
 @nox.session(python=PYTHONS[-1])

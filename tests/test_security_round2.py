@@ -394,3 +394,61 @@ def test_audit_records_carry_their_fields_as_attributes(harness: Harness, caplog
     fields = [{k: v for k, v in vars(r).items() if k.startswith("voice2fa_") and k != "voice2fa_time"} for r in records]
     emitted = json.dumps(fields)
     assert not re.search(rf"\b{code}\b", emitted) and "+12025550143" not in emitted
+
+
+@pytest.mark.anyio
+async def test_two_cookie_headers_never_split_who_verified_from_who_is_served() -> None:
+    """identify() and the proof check read the cookies exactly as the app's request.cookies
+    does (Starlette < 0.49 reads the first Cookie header only; later ones merge them all)."""
+    from starlette.applications import Starlette
+    from starlette.requests import HTTPConnection, Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from voice2fa_middleware import Identity, Voice2FAMiddleware, Voice2FASettings
+    from voice2fa_middleware._crypto import Keyring
+
+    secret = "a-secret-key-0123456789"
+
+    async def identify(conn: HTTPConnection) -> Identity | None:
+        user = conn.cookies.get("test_user")
+        return Identity(user, "+12025550143") if user else None
+
+    async def page(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("page of " + request.cookies.get("test_user", "nobody"))
+
+    app = Starlette(routes=[Route("/account", page)])
+    app.add_middleware(
+        Voice2FAMiddleware, identify=identify, protect=["/account"], settings=Voice2FASettings(secret_key=secret)
+    )
+    bob_proof = Keyring([secret]).sign_proof("verified", ("bob", "+12025550143", ""))
+    headers = [
+        (b"host", b"t"),
+        (b"cookie", b"test_user=alice"),
+        (b"cookie", f"test_user=bob; voice2fa_verified={bob_proof}".encode()),
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/account",
+        "raw_path": b"/account",
+        "root_path": "",
+        "scheme": "http",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
+        "http_version": "1.1",
+    }
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    status = sent[0]["status"]
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert status == 303 or body == b"page of bob", (status, body)  # never alice's page on bob's proof

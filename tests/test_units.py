@@ -606,8 +606,10 @@ async def test_odd_but_valid_asgi_headers_reach_the_same_decision() -> None:
         (((b"host", b"testserver"), (b"cookie", good)), 200),  # a tuple
         ((h for h in [host, (b"cookie", good)]), 200),  # a generator: read once, kept for the app
         ([host, (b"cookie", bytearray(good))], 200),
-        ([host, (b"cookie", b"a=1"), (b"cookie", good)], 200),  # two Cookie headers: both count
-        ([host, (b"cookie", good), (b"cookie", b"voice2fa_verified=bad")], 303),  # the later wins
+        # Two Cookie headers: read as the installed Starlette reads them for the app (all of
+        # them, the later winning, from 0.49 on; before, the first only).
+        ([host, (b"cookie", b"a=1"), (b"cookie", good)], 200 if _http._MERGES_HEADERS else 303),
+        ([host, (b"cookie", good), (b"cookie", b"voice2fa_verified=bad")], 303 if _http._MERGES_HEADERS else 200),
         ([host, (b"cookie", b"voice2fa_verified=" + good.split(b"=", 1)[1] + b"\xff")], 303),
     ]
     for headers, status in cases:

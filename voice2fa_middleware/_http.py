@@ -14,6 +14,14 @@ import functools
 from starlette.requests import HTTPConnection, cookie_parser
 from starlette.types import Scope
 
+# Whether this Starlette reads every Cookie header (0.49 and later) or only the first. The
+# middleware must see exactly the cookies the app's own request.cookies sees: were the two to
+# differ, a request with two Cookie headers could be identified as one user here and served
+# as another by the app.
+_MERGES_HEADERS = HTTPConnection(
+    {"type": "http", "headers": [(b"cookie", b"a=1"), (b"cookie", b"b=2")]}
+).cookies == {"a": "1", "b": "2"}
+
 # Raw Cookie header -> parsed cookies. Bounded in entries and in the size of what it keeps:
 # at most _MAX_ENTRIES headers of up to _MAX_HEADER bytes (about 4 MiB with their parses).
 _parsed: dict[bytes, dict[str, str]] = {}
@@ -35,6 +43,8 @@ def scope_cookies(scope: Scope) -> dict[str, str]:
         if key == b"cookie":
             if raw is None:
                 raw = value
+                if not _MERGES_HEADERS:
+                    break  # as this Starlette does: the first Cookie header only
             elif more is None:
                 more = [value]
             else:
