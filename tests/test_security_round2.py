@@ -452,3 +452,18 @@ async def test_two_cookie_headers_never_split_who_verified_from_who_is_served() 
     status = sent[0]["status"]
     body = b"".join(m.get("body", b"") for m in sent[1:])
     assert status == 303 or body == b"page of bob", (status, body)  # never alice's page on bob's proof
+
+
+def test_the_console_callers_budgets_are_relaxed_and_signalwires_are_not(
+    harness_factory: Callable[..., Harness],
+) -> None:
+    console = harness_factory(
+        caller=ConsoleCaller(signing_key="console-key", echo=False), signing_key="console-key", calls_per_hour=1
+    )
+    with console.client("alice") as a, console.client("bob") as b:
+        assert a.get("/account").status_code == 303
+        assert b.get("/account").status_code == 303  # 2 calls in an hour of 1 x 100
+    real = harness_factory(calls_per_hour=1)
+    with real.client("alice") as a, real.client("bob") as b:
+        assert a.get("/account").status_code == 303
+        assert b.get("/account").status_code == 429
