@@ -19,6 +19,7 @@ from voice2fa_middleware._context import client_group
 from voice2fa_middleware._rules import PathRules
 
 from .conftest import Harness, csrf_of, make_store, submit_concurrently, wrong_for
+from .test_units import _asgi_get
 
 # -- S19 limits hold under concurrency on every store ----------------------------------------------
 
@@ -427,30 +428,7 @@ async def test_two_cookie_headers_never_split_who_verified_from_who_is_served() 
         (b"cookie", b"test_user=alice"),
         (b"cookie", f"test_user=bob; voice2fa_verified={bob_proof}".encode()),
     ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/account",
-        "raw_path": b"/account",
-        "root_path": "",
-        "scheme": "http",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("t", 80),
-        "http_version": "1.1",
-    }
-    await app(scope, receive, send)  # type: ignore[arg-type]
-    status = sent[0]["status"]
-    body = b"".join(m.get("body", b"") for m in sent[1:])
+    status, body = await _asgi_get(app, "/account", headers)
     assert status == 303 or body == b"page of bob", (status, body)  # never alice's page on bob's proof
 
 
