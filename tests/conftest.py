@@ -133,8 +133,17 @@ def make_store(kind: str, request: pytest.FixtureRequest, clock: Callable[[], fl
         return MemoryStore(clock=clock)
     from voice2fa_middleware import RedisStore
 
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    if kind == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        return RedisStore(cluster_url(cluster.url), key_prefix=prefix)  # type: ignore[no-any-return]
     server: RedisServer = request.getfixturevalue("redis_server")
-    return RedisStore(server.url, key_prefix=f"t{uuid.uuid4().hex[:8]}:")  # type: ignore[no-any-return]
+    return RedisStore(server.url, key_prefix=prefix)  # type: ignore[no-any-return]
+
+
+def cluster_url(url: str) -> str:
+    """Our URL for a cluster, from a node's ``redis://host:port/0``."""
+    return "redis+cluster://" + url.split("://", 1)[1].rsplit("/", 1)[0]
 
 
 # -- an app under test, on a real uvicorn server -------------------------------------------------
@@ -405,3 +414,49 @@ def uvicorn_factory() -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for proc in procs:
         proc.stop()
+
+
+# -- Redis Cluster and Sentinel ------------------------------------------------------------------
+# Real deployments from tests/redis_servers.py, one of each per session. Tests that fail the
+# sentinel master over should start a RedisSentinelSet of their own (see test_redis_servers.py).
+
+from .redis_servers import RedisClusterServers, RedisSentinelSet  # noqa: E402
+
+
+def _redis_binaries(what: str, packages: dict[str, str]) -> dict[str, str]:
+    """``{binary: path}``; skips the test (fails it under CI) when one is missing."""
+    found = {name: shutil.which(name) for name in packages}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        install = "apt-get install " + " ".join(dict.fromkeys(packages[name] for name in missing))
+        if os.environ.get("CI"):
+            pytest.fail(f"{', '.join(missing)} required in CI for {what} ({install})")
+        pytest.skip(f"{', '.join(missing)} not found: install (Debian/Ubuntu: {install}) to run the {what} tests")
+    return {name: path for name, path in found.items() if path is not None}
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """Three cluster masters on loopback (no replicas); ``.url``, ``.startup_nodes``, ``.flushall()``."""
+    found = _redis_binaries("Redis Cluster", {"redis-server": "redis-server", "redis-cli": "redis-tools"})
+    cluster = RedisClusterServers(found["redis-server"], found["redis-cli"])
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinelSet]:
+    """A master, a replica and three sentinels (``mymaster``); ``.url``, ``.sentinels``."""
+    found = _redis_binaries("Redis Sentinel", {"redis-server": "redis-server", "redis-sentinel": "redis-sentinel"})
+    sentinel_set = RedisSentinelSet(found["redis-server"], found["redis-sentinel"])
+    sentinel_set.start()
+    try:
+        yield sentinel_set
+    finally:
+        sentinel_set.stop()
+
+
+# -- end of Redis Cluster and Sentinel -----------------------------------------------------------

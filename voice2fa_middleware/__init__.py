@@ -13,12 +13,13 @@ from ._errors import (
     Voice2FAError,
 )
 from ._handle import Voice2FAHandle
+from ._memory_store import MemoryStore
 from ._middleware import Voice2FAMiddleware
 from ._proofs import forget_verification
 from ._protection import VerificationRequired, VoiceTwoFactor, require_voice_2fa
 from ._rules import Identity, ProtectedPath
 from ._settings import Voice2FASettings
-from ._store import Bucket, Challenge, MemoryStore, Reservation, Store
+from ._store import Bucket, Challenge, Reservation, Start, Store, challenge_id
 from ._urls import safe_next
 from ._webhooks import compute_signature, is_valid_signature
 
@@ -44,6 +45,7 @@ __all__ = [
     "Reservation",
     "SignalWireCaller",
     "SignalWireSDKCaller",
+    "Start",
     "Store",
     "StoreError",
     "StoreFullError",
@@ -53,6 +55,7 @@ __all__ = [
     "Voice2FAMiddleware",
     "Voice2FASettings",
     "VoiceTwoFactor",
+    "challenge_id",
     "compute_signature",
     "forget_verification",
     "is_valid_signature",

@@ -17,7 +17,7 @@ from ._errors import CallError, StoreError
 from ._pages import json_response
 from ._phone import check_phone
 from ._rules import Identity
-from ._store import Bucket, Challenge
+from ._store import Bucket, Challenge, challenge_id, own_slot, user_key
 from ._urls import safe_next
 
 logger = logging.getLogger("voice2fa")
@@ -62,60 +62,64 @@ class Challenger:
             logger.error("voice2fa: store unavailable, failing closed: %s", exc)
             return ctx.error(request, 503, "store", language=language, retry_after=5)
 
-    def binding(self, identity: Identity) -> str:
+    def binding(self, identity: Identity, e164: str | None = None) -> str:
         """What a challenge is bound to (S23): the user, the phone called, the version."""
-        e164 = check_phone(identity.phone, self.ctx.allowed_regions).e164 or str(identity.phone)
+        if e164 is None:
+            e164 = check_phone(identity.phone, self.ctx.allowed_regions).e164 or str(identity.phone)
         return self.ctx.keys.tag("binding", json.dumps([identity.user_id, e164, identity.version]))
 
-    async def _live(self, request: Request, user_tag: str) -> tuple[Challenge | None, dict[str, str] | None]:
-        """The user's live challenge, and the pending cookie's payload when it names it."""
-        ctx = self.ctx
-        pending = ctx.pending(request)
-        if pending is not None and pending["u"] == user_tag:
-            live = await ctx.run(ctx.store.get(pending["c"]))
-            if live is not None and live.user_tag == user_tag:
-                return live, pending
-        # Without the cookie (another tab or browser, or a cookie the browser dropped), the
-        # user's live challenge still counts: a second visit must not place a second call.
-        live = await ctx.run(ctx.store.live_challenge(user_tag))
-        return (live, None) if live is not None and live.user_tag == user_tag else (None, None)
+    def lockout(self, user_tag: str) -> Bucket:
+        """The user's failure counter (S4)."""
+        return Bucket("fail:" + user_key(user_tag), self.settings.lockout_failures, self.settings.lockout_window)
 
     async def _start(self, request: Request, identity: Identity, next_url: str, language: str) -> Response:
-        ctx = self.ctx
+        ctx, s = self.ctx, self.settings
         now = ctx.now()
         user_tag = ctx.keys.tag("user", identity.user_id)
-        binding = self.binding(identity)
-        live, pending = await self._live(request, user_tag)
-        if live is not None:
-            if live.binding == binding:
-                if pending is not None:
-                    return self._to_verify(request, next_url, pending, set_cookie=False)
-                payload = {"c": live.id, "u": user_tag, "x": new_id(), "n": next_url}
-                return self._to_verify(request, next_url, payload, set_cookie=True)
-            await ctx.run(ctx.store.delete(live.id))  # made for another phone or version
-        locked = await self.locked_for(user_tag, now)
-        if locked:
-            return ctx.error(request, 429, "locked", language=language, retry_after=locked)
         phone = check_phone(identity.phone, ctx.allowed_regions)
         if not phone.ok or phone.e164 is None:
             await ctx.audit("call_refused", request, identity.user_id, reason=f"phone_{phone.reason}")
             return ctx.error(request, 403, "phone", language=language)
-        refused = await self.take_budget(request, identity.user_id, user_tag, phone.e164)
-        if refused is not None:
-            return refused
+        # The challenge this visit would start, its first call installed: one step of the
+        # store either returns the user's live challenge (a second visit, another tab or
+        # browser: no second call) or checks the lockout, charges the budgets and saves it.
+        new_id_ = challenge_id(user_tag)
+        code = generate_code(s.code_digits)
+        nonce = new_id(12)
         challenge = Challenge(
-            id=new_id(),
+            id=new_id_,
             user_tag=user_tag,
             phone=phone.e164,
-            code_mac="",
+            code_mac=ctx.keys.code_mac(new_id_, code),
+            code=code,
             created_at=now,
-            expires_at=now + self.settings.code_ttl,
+            expires_at=now + s.code_ttl,
             language=language,
-            binding=binding,
+            binding=self.binding(identity, phone.e164),
+            calls=1,
+            last_call_at=now,
+            call_nonce=nonce,
+            call_status="queued",
         )
-        await ctx.run(ctx.store.create(challenge))
+        del code
+        known_key, known, new = self.call_buckets(request, user_tag, phone.e164)
+        lockout = self.lockout(user_tag)
+        started = await ctx.run(
+            ctx.store.start(challenge, lockout=lockout, known_key=known_key, known=known, new=new, now=now)
+        )
+        if started.locked_for:
+            return ctx.error(request, 429, "locked", language=language, retry_after=started.locked_for)
+        if started.wait or started.challenge is None:
+            return await self._refused(request, identity.user_id, user_tag, phone.e164, started.wait or 1.0)
+        if not started.created:
+            live = started.challenge
+            pending = ctx.pending(request)
+            if pending is not None and pending["c"] == live.id and pending["u"] == user_tag:
+                return self._to_verify(request, next_url, pending, set_cookie=False)
+            payload = {"c": live.id, "u": user_tag, "x": new_id(), "n": next_url}
+            return self._to_verify(request, next_url, payload, set_cookie=True)
         await ctx.audit("challenge_created", request, identity.user_id)
-        failure = await self.place_call(request, challenge, identity.user_id, first=True)
+        failure = await self._dial(request, challenge, nonce, identity.user_id, first=True)
         if failure is not None:
             await ctx.run(ctx.store.delete(challenge.id))
             return failure
@@ -146,65 +150,70 @@ class Challenger:
             ctx.cookies.set(response, request, "pending", ctx.keys.pending.dumps(pending))
         return response
 
-    async def call_buckets(self, conn: HTTPConnection, user_tag: str, e164: str) -> list[Bucket]:
-        """The budgets a call to ``e164`` for this user is charged to (S8, S21).
+    def call_buckets(self, conn: HTTPConnection, user_tag: str, e164: str) -> tuple[str, list[Bucket], list[Bucket]]:
+        """The budgets a call to ``e164`` for this user is charged to (S8, S21): the counter
+        that says whether the user verified this phone before, and the budgets for each case.
 
         A user who verified this phone before is charged to budgets of their own: accounts
         that never proved they hold the phone (an attacker's, registered with the victim's
         number) spend the phone's shared budget and the deployment's "new" budget, and cannot
         starve the phone's owner. Trade-off: first-time users can still be kept waiting by a
         flood of new accounts, until the deployment's "new" budget resets.
+
+        Keys carry Redis Cluster hash tags: the user's own in the user's slot, the phone's and
+        the client's each in a slot of its own (see ``user_key``).
         """
-        s, keys, ctx, x = self.settings, self.ctx.keys, self.ctx, self.budget_scale
-        phone_tag = keys.tag("phone", e164)
-        known, _left = await ctx.run(ctx.store.peek(f"known:{user_tag}:{phone_tag}", ctx.now()))
-        client = Bucket(
-            "calls:client:" + keys.tag("client", client_group(ctx.client_address(conn))),
-            s.calls_per_client_per_hour * x,
-            3600,
-        )
-        user = Bucket("calls:user:" + user_tag, s.calls_per_user_per_hour * x, 3600)
-        if known:
-            return [
-                Bucket("calls:all:known", s.calls_per_hour * x, 3600),
-                Bucket(f"calls:known:{user_tag}:{phone_tag}", s.calls_per_phone_per_hour * x, 3600),
-                user,
-                client,
-            ]
-        return [
-            Bucket("calls:all", s.calls_per_hour * x, 3600),
-            Bucket("calls:phone:" + phone_tag, s.calls_per_phone_per_hour * x, 3600),
-            user,
+        s, keys, x = self.settings, self.ctx.keys, self.budget_scale
+        user, phone_tag = user_key(user_tag), keys.tag("phone", e164)
+        client_tag = keys.tag("client", client_group(self.ctx.client_address(conn)))
+        client = Bucket("calls:client:" + own_slot(client_tag), s.calls_per_client_per_hour * x, 3600)
+        own = Bucket("calls:user:" + user, s.calls_per_user_per_hour * x, 3600)
+        known = [
+            Bucket("calls:all:known", s.calls_per_hour * x, 3600),
+            Bucket(f"calls:known:{user}:{phone_tag}", s.calls_per_phone_per_hour * x, 3600),
+            own,
             client,
         ]
+        new = [
+            Bucket("calls:all", s.calls_per_hour * x, 3600),
+            Bucket("calls:phone:" + own_slot(phone_tag), s.calls_per_phone_per_hour * x, 3600),
+            own,
+            client,
+        ]
+        return f"known:{user}:{phone_tag}", known, new
 
     async def take_budget(self, request: Request, user_id: str, user_tag: str, e164: str) -> Response | None:
-        """Charge one call to its budgets; the 429 that refuses it, when one is spent."""
+        """Charge one more call to its budgets; the 429 that refuses it, when one is spent."""
         ctx = self.ctx
-        now = ctx.now()
-        buckets = await self.call_buckets(request, user_tag, e164)
-        wait = await ctx.run(ctx.store.take(buckets, now))
-        if not wait:
-            return None
+        known_key, known, new = self.call_buckets(request, user_tag, e164)
+        count, _left = await ctx.run(ctx.store.peek(known_key, ctx.now()))
+        wait = await ctx.run(ctx.store.take(known if count else new, ctx.now()))
+        return await self._refused(request, user_id, user_tag, e164, wait) if wait else None
+
+    async def _refused(self, request: Request, user_id: str, user_tag: str, e164: str, wait: float) -> Response:
+        """The 429 for a call that a spent budget refused; which budget is in the audit log."""
+        ctx, now = self.ctx, self.ctx.now()
         await ctx.audit("call_refused", request, user_id, reason="rate_limited")
-        for bucket in buckets:
+        known_key, known, new = self.call_buckets(request, user_tag, e164)
+        count, _left = await ctx.run(ctx.store.peek(known_key, now))
+        for bucket in known if count else new:
             count, left = await ctx.run(ctx.store.peek(bucket.key, now))
             if count >= bucket.limit:
                 scope = bucket.key.split(":")[1]  # all, known, phone, user, client
                 if scope in ("all", "phone"):  # shared budgets: an operator should look
-                    logger.warning("voice2fa: the %s call budget is spent for %d s (%s)", scope, left, bucket.key[:40])
+                    logger.warning("voice2fa: the %s call budget is spent for %d s", scope, left)
                 await ctx.audit("budget_exhausted", request, user_id, budget=scope, limit=bucket.limit)
         return ctx.error(request, 429, "rate_limited", retry_after=wait)
 
     async def remember_phone(self, user_tag: str, e164: str) -> None:
         """After a verification: this user holds this phone (their calls get their own budgets)."""
         ctx = self.ctx
-        key = f"known:{user_tag}:{ctx.keys.tag('phone', e164)}"
+        key = f"known:{user_key(user_tag)}:{ctx.keys.tag('phone', e164)}"
         await ctx.run(ctx.store.hit(key, self.settings.known_phone_days * 86400, ctx.now()))
 
     async def locked_for(self, user_tag: str, now: float) -> float:
         """Seconds until the user's lockout ends (0: not locked)."""
-        count, left = await self.ctx.run(self.ctx.store.peek("fail:" + user_tag, now))
+        count, left = await self.ctx.run(self.ctx.store.peek(self.lockout(user_tag).key, now))
         return left if count >= self.settings.lockout_failures else 0.0
 
     def resend_in(self, ch: Challenge) -> int:
@@ -214,8 +223,8 @@ class Challenger:
             return max(0, int(ch.expires_at - now))
         return max(0, int(ch.last_call_at + self.settings.resend_cooldown - now + 0.999)) if ch.last_call_at else 0
 
-    async def place_call(self, request: Request, challenge: Challenge, user_id: str, *, first: bool) -> Response | None:
-        """Install a new code and call; ``None`` when the call was placed."""
+    async def place_call(self, request: Request, challenge: Challenge, user_id: str) -> Response | None:
+        """Another call for a live challenge, with a new code; ``None`` when it was placed."""
         ctx, s = self.ctx, self.settings
         code = generate_code(s.code_digits)
         nonce = new_id(12)
@@ -226,7 +235,7 @@ class Challenger:
                 code=code,
                 call_nonce=nonce,
                 now=ctx.now(),
-                cooldown=0 if first else s.resend_cooldown,
+                cooldown=s.resend_cooldown,
                 max_calls=s.max_calls_per_challenge,
             )
         )
@@ -236,6 +245,13 @@ class Challenger:
         if granted > 0:
             await ctx.audit("call_refused", request, user_id, reason="cooldown")
             return ctx.error(request, 429, "rate_limited", retry_after=granted)
+        return await self._dial(request, challenge, nonce, user_id, first=False)
+
+    async def _dial(
+        self, request: Request, challenge: Challenge, nonce: str, user_id: str, *, first: bool
+    ) -> Response | None:
+        """Ask the provider to place the call whose code is installed under ``nonce``."""
+        ctx, s = self.ctx, self.settings
         token = ctx.keys.call.dumps([challenge.id, nonce])
         base = ctx.base_url(request) + ctx.mounted(request)
         try:

@@ -28,12 +28,13 @@ from ._crypto import Keyring
 from ._errors import ConfigurationError, StoreError
 from ._i18n import negotiate, normalize_language, translate
 from ._laml import LamlBuilder
+from ._memory_store import MemoryStore
 from ._pages import Pages, json_response
 from ._phone import region_of
 from ._proofs import SECURE_SCHEMES, Cookies
 from ._rules import Identify, Identity, as_identity, is_async_callable
 from ._settings import Voice2FASettings
-from ._store import MemoryStore, Store
+from ._store import Store
 from ._urls import safe_next
 
 logger = logging.getLogger("voice2fa")

@@ -1,191 +1,234 @@
 """``RedisStore``: challenges, limits and lockouts shared by every worker and host.
 
-Each operation that must be atomic is one Lua script run by Redis, and every key carries a
-TTL set in Redis itself, so nothing outlives its lifetime when a worker dies.
+Each operation that must be atomic is one Lua script run by Redis (``_redis_scripts``), and
+every key carries a TTL set in Redis itself, so nothing outlives its lifetime when a worker
+dies. On a Redis Cluster every script touches keys of one slot only: a user's keys share a
+hash tag; the budgets that several users share (per phone, per client, deployment-wide) are
+taken on their own nodes, once per call, and given back if another node refused.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _redis_scripts as lua
 from ._errors import MissingExtraError, StoreError
-from ._store import ROLLBACK_FIELDS, Bucket, Challenge, Reservation
+from ._redis_connect import Connection, connect
+from ._store import ROLLBACK_FIELDS, Bucket, Challenge, Reservation, Start, user_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
-# KEYS[1] challenge hash, KEYS[2] the user's failure counter; ARGV: max attempts, lockout
-# limit, window (ms). Counts one attempt and one failure, or refuses: {counted, failures,
-# ms locked, fields}.
-_RESERVE = """
-local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
-if failures >= tonumber(ARGV[2]) then
-  local ttl = redis.call('PTTL', KEYS[2])
-  if ttl < 0 then ttl = tonumber(ARGV[3]) end
-  return {0, failures, ttl}
-end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, failures, 0} end
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
-if attempts >= tonumber(ARGV[1]) then return {0, failures, 0} end
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-failures = redis.call('INCR', KEYS[2])
-if failures == 1 or redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
-return {1, failures, 0, redis.call('HGETALL', KEYS[1])}
-"""
 
-# KEYS[1] challenge; ARGV: code_mac, code, nonce, now, cooldown, max_calls.
-_BEGIN_CALL = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return '-1' end
-local calls = tonumber(redis.call('HGET', KEYS[1], 'calls') or '0')
-local now = tonumber(ARGV[4])
-if calls >= tonumber(ARGV[6]) then
-  local left = tonumber(redis.call('HGET', KEYS[1], 'expires_at')) - now
-  if left < 1 then left = 1 end
-  return tostring(left)
-end
-local wait = tonumber(redis.call('HGET', KEYS[1], 'last_call_at') or '0') + tonumber(ARGV[5]) - now
-if calls > 0 and wait > 0 then return tostring(wait) end
-redis.call('HSET', KEYS[1], 'code_mac', ARGV[1], 'code', ARGV[2], 'call_nonce', ARGV[3],
-  'calls', calls + 1, 'last_call_at', ARGV[4], 'call_sid', '', 'call_status', 'queued')
-return '0'
-"""
-
-# KEYS[1] challenge; ARGV: nonce, call_sid, status, drop_code.
-_UPDATE_CALL = """
-if ARGV[1] == '' or redis.call('HGET', KEYS[1], 'call_nonce') ~= ARGV[1] then return false end
-if ARGV[2] ~= '' and (redis.call('HGET', KEYS[1], 'call_sid') or '') == '' then
-  redis.call('HSET', KEYS[1], 'call_sid', ARGV[2])
-end
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'call_status', ARGV[3]) end
-if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'code', '') end
-return redis.call('HGETALL', KEYS[1])
-"""
-
-# KEYS[1] challenge; ARGV[1] the code MAC it must still hold. Compare-and-delete.
-_CONSUME = """
-if ARGV[1] == '' or redis.call('HGET', KEYS[1], 'code_mac') ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[1])
-"""
-
-# KEYS[1] challenge; ARGV[1] nonce, then field/value pairs to put back.
-_ROLLBACK = """
-if redis.call('HGET', KEYS[1], 'call_nonce') ~= ARGV[1] then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 1
-"""
-
-# KEYS: counters; ARGV: limit, window (ms) pairs in KEYS order. All or nothing.
-_TAKE = """
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local count = tonumber(redis.call('GET', key) or '0')
-  if count >= tonumber(ARGV[2 * i - 1]) then
-    local ttl = redis.call('PTTL', key)
-    if ttl > wait then wait = ttl end
-    if ttl < 0 then wait = math.max(wait, tonumber(ARGV[2 * i])) end
-  end
-end
-if wait > 0 then return wait end
-for i, key in ipairs(KEYS) do
-  if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[2 * i]) end
-end
-return 0
-"""
-
-# KEYS[1] counter; ARGV[1] window (ms). Returns {count, ms left}.
-_HIT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {count, redis.call('PTTL', KEYS[1])}
-"""
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:
-    def text(v: Any) -> str:
-        return v.decode() if isinstance(v, bytes) else str(v)
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
-    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+def _limits(buckets: Sequence[Bucket]) -> list[int]:
+    args: list[int] = []
+    for b in buckets:
+        args += [b.limit, b.window * 1000]
+    return args
 
 
 class RedisStore:
     """A store on Redis (or Valkey) through ``redis.asyncio``, for several workers or hosts.
 
-    ``url`` takes every form redis-py knows: ``redis://[:password@]host:6379/0``,
-    ``rediss://`` for TLS, ``unix:///path/redis.sock``. Keys start with ``key_prefix``.
-    Every call has a timeout; any failure raises ``StoreError`` so requests fail closed.
+    ``url`` takes every form redis-py knows (``redis://[[user]:password@]host:6379/0``,
+    ``rediss://`` for TLS, ``unix:///path/redis.sock``) and two of ours:
+    ``redis+sentinel://host:26379[,host:26379...]/mymaster[/db]`` for the master that
+    Sentinel names (found again after a failover) and ``redis+cluster://host:6379[,...]``
+    for a Redis Cluster (``rediss+`` for TLS). Or pass ``client``: a ``redis.asyncio.Redis``
+    (for instance ``Sentinel(...).master_for(...)``) or ``redis.asyncio.cluster.RedisCluster``.
+
+    Keys start with ``key_prefix``. Every call has a timeout; any failure raises
+    ``StoreError`` so requests fail closed.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
-        client: Redis | None = None,
+        client: Redis | RedisCluster | None = None,
         key_prefix: str = "voice2fa:",
         timeout: float = 2.0,
         max_connections: int = 100,
     ) -> None:
         try:
-            from redis.asyncio import Redis as _Redis
+            from redis.asyncio.cluster import RedisCluster as _Cluster
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise MissingExtraError("RedisStore", "redis") from exc
+        if "{" in key_prefix or "}" in key_prefix:
+            raise ValueError("key_prefix must not contain '{' or '}' (they choose Redis Cluster slots)")
         if client is None:
             if not url:
                 raise ValueError("RedisStore needs a url or a client")
-            client = _Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                max_connections=max_connections,
-                health_check_interval=30,
-            )
-        self._redis: Redis = client
+            self._conn = connect(url, timeout=timeout, max_connections=max_connections)
+        else:
+            self._conn = Connection(client, cluster=isinstance(client, _Cluster))
+        redis = self._conn.client
+        self._redis = redis
+        self.cluster = self._conn.cluster
+        """``True`` on a Redis Cluster."""
         self._prefix = key_prefix
-        self._reserve = client.register_script(_RESERVE)
-        self._begin_call = client.register_script(_BEGIN_CALL)
-        self._update_call = client.register_script(_UPDATE_CALL)
-        self._take = client.register_script(_TAKE)
-        self._consume = client.register_script(_CONSUME)
-        self._rollback = client.register_script(_ROLLBACK)
-        self._hit = client.register_script(_HIT)
+        # redis-py's cluster client, when its first commands run side by side before it has
+        # read the cluster's layout, fails some of them: it reads the layout once, first.
+        self._cold = self.cluster
+        self._warming = asyncio.Lock()
+        self._reserve = redis.register_script(lua.RESERVE)
+        self._begin_call = redis.register_script(lua.BEGIN_CALL)
+        self._update_call = redis.register_script(lua.UPDATE_CALL)
+        self._take = redis.register_script(lua.TAKE)
+        self._consume = redis.register_script(lua.CONSUME)
+        self._rollback = redis.register_script(lua.ROLLBACK)
+        self._hit = redis.register_script(lua.HIT)
+        self._peek = redis.register_script(lua.PEEK)
+        self._create = redis.register_script(lua.CREATE)
+        self._live = redis.register_script(lua.LIVE)
+        self._start = redis.register_script(lua.START)
+        self._untake = redis.register_script(lua.UNTAKE)
+        self._abandon = redis.register_script(lua.ABANDON)
 
     def _ck(self, challenge_id: str) -> str:
-        return f"{self._prefix}ch:{challenge_id}"
+        # Ids made by ``challenge_id()`` lead with their user's shard: the same hash tag as
+        # the user's keys.
+        shard, dot, rest = challenge_id.partition(".")
+        return f"{self._prefix}ch:{{{shard}}}{rest}" if dot else f"{self._prefix}ch:{challenge_id}"
 
     def _nk(self, key: str) -> str:
         return f"{self._prefix}n:{key}"
 
+    def _uk(self, user_tag: str) -> str:
+        return f"{self._prefix}u:{user_key(user_tag)}"
+
+    @staticmethod
+    def _slot(key: str) -> int:
+        from redis.crc import key_slot
+
+        return key_slot(key.encode())
+
+    async def _ready(self) -> None:
+        async with self._warming:
+            if self._cold:
+                await self._redis.initialize()
+                self._cold = False
+
     async def _run(self, coro: Any) -> Any:
         try:
+            if self._cold:
+                await self._ready()
             return await coro
         except StoreError:
             raise
         except Exception as exc:  # redis errors, timeouts, closed sockets: fail closed
             raise StoreError(f"redis: {type(exc).__name__}") from exc
+        finally:
+            if inspect.iscoroutine(coro):
+                coro.close()  # never started when the cluster could not be reached
 
-    def _uk(self, user_tag: str) -> str:
-        return f"{self._prefix}u:{user_tag}"
+    def _user_keys(self, challenge: Challenge) -> tuple[str, str]:
+        key, pointer = self._ck(challenge.id), self._uk(challenge.user_tag)
+        if self.cluster and self._slot(key) != self._slot(pointer):
+            raise ValueError("on a Redis Cluster, challenge ids must come from challenge_id(user_tag)")
+        return key, pointer
 
     async def create(self, challenge: Challenge) -> None:
-        key = self._ck(challenge.id)
-        expires_ms = int(challenge.expires_at * 1000)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(key, mapping=dict(challenge.to_fields()))  # type: ignore[arg-type]
-        pipe.pexpireat(key, expires_ms)
-        pipe.set(self._uk(challenge.user_tag), challenge.id, pxat=expires_ms)
-        await self._run(pipe.execute())
+        key, pointer = self._user_keys(challenge)
+        fields = [x for kv in challenge.to_fields().items() for x in kv]
+        await self._run(self._create(keys=[key, pointer], args=[int(challenge.expires_at * 1000), *fields]))
 
     async def live_challenge(self, user_tag: str) -> Challenge | None:
-        newest = await self._run(self._redis.get(self._uk(user_tag)))
-        if newest is None:
-            return None
-        return await self.get(newest.decode() if isinstance(newest, bytes) else str(newest))
+        flat = await self._run(self._live(keys=[self._uk(user_tag)]))
+        return Challenge.from_fields(_pairs(flat)) if flat else None
 
     async def get(self, challenge_id: str) -> Challenge | None:
         fields = await self._run(self._redis.hgetall(self._ck(challenge_id)))
         if not fields:
             return None
-        return Challenge.from_fields(_pairs([x for kv in fields.items() for x in kv]))
+        return Challenge.from_fields({_text(k): _text(v) for k, v in fields.items()})
+
+    async def start(
+        self,
+        challenge: Challenge,
+        *,
+        lockout: Bucket,
+        known_key: str,
+        known: Sequence[Bucket],
+        new: Sequence[Bucket],
+        now: float,
+    ) -> Start:
+        key, pointer = self._user_keys(challenge)
+        home = self._slot(pointer) if self.cluster else None
+        # On one server every bucket is local and one script does it all. On a cluster the
+        # script takes the user's own buckets; the shared ones follow, each on its own node.
+        local_known = [b for b in known if home is None or self._slot(self._nk(b.key)) == home]
+        local_new = [b for b in new if home is None or self._slot(self._nk(b.key)) == home]
+        fields = [x for kv in challenge.to_fields().items() for x in kv]
+        answer = await self._run(
+            self._start(
+                keys=[
+                    pointer,
+                    self._nk(lockout.key),
+                    self._nk(known_key),
+                    key,
+                    *(self._nk(b.key) for b in [*local_known, *local_new]),
+                ],
+                args=[
+                    challenge.binding,
+                    lockout.limit,
+                    lockout.window * 1000,
+                    int(challenge.expires_at * 1000),
+                    len(local_known),
+                    len(local_new),
+                    *_limits([*local_known, *local_new]),
+                    *fields,
+                ],
+            )
+        )
+        status = int(answer[0])
+        if status == 1:
+            return Start(Challenge.from_fields(_pairs(answer[1])), created=False)
+        if status == 2:
+            return Start(None, created=False, locked_for=int(answer[1]) / 1000.0)
+        if status == 3:
+            return Start(None, created=False, wait=int(answer[1]) / 1000.0)
+        chosen, local = (known, local_known) if int(answer[1]) else (new, local_new)
+        shared = [b for b in chosen if b not in local]
+        if shared:
+            wait = await self._take_spread(shared)
+            if wait:
+                taken = [self._nk(b.key) for b in local]
+                await self._run(self._abandon(keys=[pointer, key, *taken]))
+                return Start(None, created=False, wait=wait)
+        return Start(challenge, created=True)
+
+    async def _take_spread(self, buckets: Sequence[Bucket]) -> float:
+        """``take`` on a cluster: each slot's buckets in one script, the slots side by side;
+        when one refuses, the others give their hit back. A concurrent caller may be refused
+        by a hit that is then given back: the error is always on the side of refusing."""
+        if self._cold:
+            await self._run(self._ready())
+        groups: dict[int, list[Bucket]] = {}
+        for b in buckets:
+            groups.setdefault(self._slot(self._nk(b.key)), []).append(b)
+        parts = list(groups.values())
+        waits = await self._run(
+            asyncio.gather(*(self._take(keys=[self._nk(b.key) for b in g], args=_limits(g)) for g in parts))
+        )
+        wait_ms = max(int(w) for w in waits)
+        if wait_ms:
+            taken = [self._nk(b.key) for g, w in zip(parts, waits, strict=True) if not int(w) for b in g]
+            if taken:
+                await asyncio.gather(*(self._run(self._untake(keys=[k])) for k in taken))
+        return wait_ms / 1000.0
 
     async def reserve_attempt(
         self, challenge_id: str, max_attempts: int, *, lockout: Bucket, now: float
@@ -252,10 +295,9 @@ class RedisStore:
     async def take(self, buckets: Sequence[Bucket], now: float) -> float:
         if not buckets:
             return 0.0
-        args: list[int] = []
-        for b in buckets:
-            args += [b.limit, b.window * 1000]
-        wait_ms = await self._run(self._take(keys=[self._nk(b.key) for b in buckets], args=args))
+        if self.cluster and len({self._slot(self._nk(b.key)) for b in buckets}) > 1:
+            return await self._take_spread(buckets)
+        wait_ms = await self._run(self._take(keys=[self._nk(b.key) for b in buckets], args=_limits(buckets)))
         return int(wait_ms) / 1000.0
 
     async def hit(self, key: str, window: int, now: float) -> tuple[int, float]:
@@ -263,13 +305,8 @@ class RedisStore:
         return int(count), max(int(ttl_ms), 0) / 1000.0
 
     async def peek(self, key: str, now: float) -> tuple[int, float]:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.get(self._nk(key))
-        pipe.pttl(self._nk(key))
-        raw, ttl_ms = await self._run(pipe.execute())
-        if raw is None:
-            return 0, 0.0
-        return int(raw), max(int(ttl_ms), 0) / 1000.0
+        count, ttl_ms = await self._run(self._peek(keys=[self._nk(key)]))
+        return int(count), max(int(ttl_ms), 0) / 1000.0
 
     async def clear(self, key: str) -> None:
         await self._run(self._redis.delete(self._nk(key)))
@@ -278,4 +315,4 @@ class RedisStore:
         await self._run(self._redis.ping())
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._conn.aclose()

@@ -1,4 +1,4 @@
-"""Where challenges and counters live: the protocol, and the in-memory default.
+"""Where challenges and counters live: the protocol (``MemoryStore`` and ``RedisStore`` follow).
 
 The core decides (codes, limits, expiry); a store only stores, but every operation that
 must be atomic is one call, so that a store shared by several workers (``RedisStore``)
@@ -9,16 +9,36 @@ taking from several rate-limit buckets at once.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from cachetools import TLRUCache
-
-from ._errors import StoreFullError
+from ._crypto import new_id
 
 Clock = Callable[[], float]
+
+# Keys that one atomic step touches together must live on one Redis Cluster node: a key's
+# slot is hashed from its "hash tag", the text between its first "{" and "}". Everything of
+# one user (their live challenge, failures, own budgets) is tagged with the first characters
+# of the user's tag (4 hex digits: 65,536 tags spread over the cluster's 16,384 slots).
+_USER_SHARD = 4
+
+
+def user_key(user_tag: str) -> str:
+    """``user_tag`` with its shard as a hash tag: keys built on it share the user's slot."""
+    return "{" + user_tag[:_USER_SHARD] + "}" + user_tag[_USER_SHARD:]
+
+
+def own_slot(tag: str) -> str:
+    """A tag that is its own hash tag (a phone's, a client's): a slot of its own."""
+    return "{" + tag + "}"
+
+
+def challenge_id(user_tag: str) -> str:
+    """A new challenge id: random, led by the user's shard (so a store shared by a Redis
+    Cluster keeps a challenge in its user's slot). The shard is part of a keyed tag: it says
+    nothing about who the user is."""
+    return user_tag[:_USER_SHARD] + "." + new_id()
 
 
 @dataclass(frozen=True)
@@ -89,6 +109,19 @@ class Reservation(NamedTuple):
     """Seconds the user is still locked out (``> 0``: refused, nothing counted)."""
 
 
+class Start(NamedTuple):
+    """What ``Store.start`` did."""
+
+    challenge: Challenge | None
+    """The user's live challenge for this binding: ``created`` now, or an earlier one."""
+    created: bool
+    """``True`` when ``challenge`` is the one passed in, saved with its first call granted."""
+    locked_for: float = 0.0
+    """Seconds the user is still locked out (``> 0``: refused, nothing saved or counted)."""
+    wait: float = 0.0
+    """Seconds until a spent budget resets (``> 0``: refused, nothing saved or counted)."""
+
+
 @runtime_checkable
 class Store(Protocol):
     """What the middleware needs from a store. All methods may raise ``StoreError``."""
@@ -98,6 +131,27 @@ class Store(Protocol):
 
     async def get(self, challenge_id: str) -> Challenge | None:
         """The live challenge, or ``None`` when unknown or expired."""
+
+    async def start(
+        self,
+        challenge: Challenge,
+        *,
+        lockout: Bucket,
+        known_key: str,
+        known: Sequence[Bucket],
+        new: Sequence[Bucket],
+        now: float,
+    ) -> Start:
+        """Everything that starting a challenge needs, as one atomic step (S4, S8, S21):
+
+        1. if the user (``challenge.user_tag``) has a live challenge with the same
+           ``binding``, return it and do nothing else; one with another binding is deleted;
+        2. refuse when the failure counter ``lockout`` is at its limit;
+        3. charge one call to the ``known`` buckets when the counter ``known_key`` is above
+           zero (the user verified this phone before), else to the ``new`` ones: all or none;
+        4. save ``challenge`` (made with its first call already installed) as the user's
+           live challenge until its ``expires_at``.
+        """
 
     async def live_challenge(self, user_tag: str) -> Challenge | None:
         """The user's newest live challenge, or ``None`` (S21: another visit places no call)."""
@@ -176,172 +230,3 @@ class Store(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
-
-
-class MemoryStore:
-    """The embedded default: one process, bounded, on cachetools ``TLRUCache``.
-
-    Each entry expires at its own time. When ``max_challenges`` live challenges are held,
-    new ones are refused (``StoreFullError``, a 503) rather than evicting live ones: an
-    attacker who floods the store then cannot silently cancel other users' challenges, and
-    the call limits per client address bound how fast anyone can fill it. Counters are
-    bounded too (four per challenge); the least recently used expire first when full.
-
-    Every method runs without awaiting inside, so each is atomic on the event loop.
-    """
-
-    def __init__(self, *, max_challenges: int = 100_000, clock: Clock = time.time) -> None:
-        self._clock = clock
-        self._max = max_challenges
-        self._challenges: TLRUCache[str, Challenge] = TLRUCache(
-            maxsize=max_challenges + 1, ttu=lambda _k, v, _now: v.expires_at, timer=clock
-        )
-        # user tag -> (newest challenge id, its expiry)
-        self._by_user: TLRUCache[str, tuple[str, float]] = TLRUCache(
-            maxsize=max_challenges + 1, ttu=lambda _k, v, _now: v[1], timer=clock
-        )
-        self._counters: TLRUCache[str, tuple[int, float]] = TLRUCache(
-            maxsize=max(4 * max_challenges, 1024), ttu=lambda _k, v, _now: v[1], timer=clock
-        )
-
-    def __len__(self) -> int:
-        self._challenges.expire()
-        return len(self._challenges)
-
-    async def create(self, challenge: Challenge) -> None:
-        self._challenges.expire()
-        if len(self._challenges) >= self._max:
-            raise StoreFullError("the in-memory store is full")
-        self._challenges[challenge.id] = challenge
-        self._by_user[challenge.user_tag] = (challenge.id, challenge.expires_at)
-
-    async def get(self, challenge_id: str) -> Challenge | None:
-        return self._challenges.get(challenge_id)
-
-    async def live_challenge(self, user_tag: str) -> Challenge | None:
-        newest = self._by_user.get(user_tag)
-        return self._challenges.get(newest[0]) if newest is not None else None
-
-    async def reserve_attempt(
-        self, challenge_id: str, max_attempts: int, *, lockout: Bucket, now: float
-    ) -> Reservation:
-        failures, reset_at = self._counter(lockout.key, now)
-        if failures >= lockout.limit:
-            return Reservation(None, failures, max(reset_at - now, 1.0))
-        current = self._challenges.get(challenge_id)
-        if current is None or current.attempts >= max_attempts:
-            return Reservation(None, failures, 0.0)
-        updated = dataclasses.replace(current, attempts=current.attempts + 1)
-        self._challenges[challenge_id] = updated
-        self._counters[lockout.key] = (failures + 1, reset_at if failures else now + lockout.window)
-        return Reservation(updated, failures + 1, 0.0)
-
-    async def consume(self, challenge_id: str, code_mac: str) -> bool:
-        current = self._challenges.get(challenge_id)
-        if current is None or not code_mac or current.code_mac != code_mac:
-            return False
-        del self._challenges[challenge_id]
-        return True
-
-    async def rollback_call(self, challenge_id: str, call_nonce: str, previous: Challenge) -> None:
-        current = self._challenges.get(challenge_id)
-        if current is None or current.call_nonce != call_nonce:
-            return
-        self._challenges[challenge_id] = dataclasses.replace(
-            current, **{name: getattr(previous, name) for name in ROLLBACK_FIELDS}
-        )
-
-    async def begin_call(
-        self,
-        challenge_id: str,
-        *,
-        code_mac: str,
-        code: str,
-        call_nonce: str,
-        now: float,
-        cooldown: float,
-        max_calls: int,
-    ) -> float | None:
-        current = self._challenges.get(challenge_id)
-        if current is None:
-            return None
-        if current.calls >= max_calls:
-            return max(current.expires_at - now, 1.0)
-        wait = current.last_call_at + cooldown - now
-        if current.calls and wait > 0:
-            return wait
-        self._challenges[challenge_id] = dataclasses.replace(
-            current,
-            code_mac=code_mac,
-            code=code,
-            call_nonce=call_nonce,
-            calls=current.calls + 1,
-            last_call_at=now,
-            call_sid="",
-            call_status="queued",
-        )
-        return 0.0
-
-    async def update_call(
-        self,
-        challenge_id: str,
-        call_nonce: str,
-        *,
-        call_sid: str | None = None,
-        status: str | None = None,
-        drop_code: bool = False,
-    ) -> Challenge | None:
-        current = self._challenges.get(challenge_id)
-        if current is None or not call_nonce or current.call_nonce != call_nonce:
-            return None
-        changes: dict[str, object] = {}
-        if call_sid and not current.call_sid:
-            changes["call_sid"] = call_sid
-        if status:
-            changes["call_status"] = status
-        if drop_code:
-            changes["code"] = ""
-        updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
-        self._challenges[challenge_id] = updated
-        return updated
-
-    async def delete(self, challenge_id: str) -> None:
-        self._challenges.pop(challenge_id, None)
-
-    def _counter(self, key: str, now: float) -> tuple[int, float]:
-        entry = self._counters.get(key)
-        if entry is None or entry[1] <= now:
-            return 0, 0.0
-        return entry
-
-    async def take(self, buckets: Sequence[Bucket], now: float) -> float:
-        wait = 0.0
-        for b in buckets:
-            count, reset_at = self._counter(b.key, now)
-            if count >= b.limit:
-                wait = max(wait, reset_at - now if count else float(b.window))
-        if wait > 0:
-            return wait
-        for b in buckets:
-            count, reset_at = self._counter(b.key, now)
-            self._counters[b.key] = (count + 1, reset_at if count else now + b.window)
-        return 0.0
-
-    async def hit(self, key: str, window: int, now: float) -> tuple[int, float]:
-        count, reset_at = self._counter(key, now)
-        entry = (count + 1, reset_at if count else now + window)
-        self._counters[key] = entry
-        return entry[0], entry[1] - now
-
-    async def peek(self, key: str, now: float) -> tuple[int, float]:
-        count, reset_at = self._counter(key, now)
-        return count, max(reset_at - now, 0.0)
-
-    async def clear(self, key: str) -> None:
-        self._counters.pop(key, None)
-
-    async def ping(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None

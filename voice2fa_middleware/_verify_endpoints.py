@@ -13,7 +13,7 @@ from ._i18n import MESSAGES, translate
 from ._pages import json_response, script_json
 from ._phone import mask
 from ._rules import Identity
-from ._store import Bucket, Challenge
+from ._store import Challenge
 from ._urls import safe_next
 
 _CODE_RE = re.compile(r"[0-9]+")
@@ -113,7 +113,7 @@ class VerifyEndpoints:
             current = await ctx.run(ctx.store.get(pending["c"]))
             left = s.max_attempts - current.attempts if current else 0
             return self._invalid(request, left, language, pending, current, next_url)
-        lockout = Bucket("fail:" + user_tag, s.lockout_failures, s.lockout_window)
+        lockout = self.challenger.lockout(user_tag)
         reserved = await ctx.run(
             ctx.store.reserve_attempt(pending["c"], s.max_attempts, lockout=lockout, now=ctx.now())
         )
@@ -154,7 +154,7 @@ class VerifyEndpoints:
     ) -> Response:
         ctx = self.ctx
         user_tag = ctx.keys.tag("user", identity.user_id)
-        await ctx.run(ctx.store.clear("fail:" + user_tag))
+        await ctx.run(ctx.store.clear(self.challenger.lockout(user_tag).key))
         await self.challenger.remember_phone(user_tag, phone)
         await ctx.audit("verified", request, identity.user_id)
         response: Response
@@ -233,7 +233,7 @@ class VerifyEndpoints:
         refused = await challenger.take_budget(request, identity.user_id, ch.user_tag, ch.phone)
         if refused is not None:
             return refused
-        failure = await challenger.place_call(request, ch, identity.user_id, first=False)
+        failure = await challenger.place_call(request, ch, identity.user_id)
         if failure is not None:
             return failure
         if ctx.wants_json(request):

@@ -1,0 +1,131 @@
+"""From a URL to a redis-py asyncio client: one server, a Sentinel-managed master, or a Cluster.
+
+- ``redis://``, ``rediss://`` (TLS), ``unix://``: one server, as redis-py reads them;
+- ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``, or
+  ``rediss+sentinel://`` for TLS to the master: the master that the sentinels name, found
+  again after a failover. ``?sentinel_password=...`` (and ``sentinel_username``) when the
+  sentinels require their own credentials;
+- ``redis+cluster://[[user]:password@]host:port[,host:port...]``, or ``rediss+cluster://``:
+  a Redis Cluster, found from any of its nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+SENTINEL_PORT = 26379
+REDIS_PORT = 6379
+
+
+@dataclass
+class Connection:
+    """A client, and what must be closed with it (a Sentinel's own connections)."""
+
+    client: Redis | RedisCluster
+    cluster: bool
+    others: list[Any] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        for other in self.others:
+            await other.aclose()
+
+
+def _hosts(netloc: str, default_port: int) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    """``[user[:password]@]host[:port][,host[:port]...]``, IPv6 in brackets."""
+    userinfo, at, hosts = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    found: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            host, _, port = item.partition(":")
+        if not host or (port and not port.isdigit()):
+            raise ValueError(f"not a host[:port]: {item!r}")
+        found.append((host, int(port) if port else default_port))
+    if not found:
+        raise ValueError("the URL names no host")
+    return username, password, found
+
+
+def _one(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
+
+
+def connect(url: str, *, timeout: float, max_connections: int) -> Connection:
+    """The client for ``url`` (see the module's docstring), with timeouts on every call."""
+    scheme, _, _ = url.partition("://")
+    scheme = scheme.lower()
+    common: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+    }
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
+        return _sentinel(url, scheme == "rediss+sentinel", common, max_connections)
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        return _cluster(url, scheme == "rediss+cluster", common, max_connections)
+    from redis.asyncio import Redis
+
+    return Connection(Redis.from_url(url, max_connections=max_connections, **common), cluster=False)
+
+
+def _sentinel(url: str, tls: bool, common: dict[str, Any], max_connections: int) -> Connection:
+    from redis.asyncio import Redis
+    from redis.asyncio.sentinel import Sentinel
+
+    parts = urlsplit(url)
+    username, password, sentinels = _hosts(parts.netloc, SENTINEL_PORT)
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("a Sentinel URL ends with /service_name or /service_name/db, e.g. /mymaster/0")
+    query = parse_qs(parts.query)
+    sentinel_kwargs: dict[str, Any] = {"socket_timeout": common["socket_timeout"]}
+    if _one(query, "sentinel_password"):
+        sentinel_kwargs["password"] = _one(query, "sentinel_password")
+    if _one(query, "sentinel_username"):
+        sentinel_kwargs["username"] = _one(query, "sentinel_username")
+    manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **common)  # type: ignore[no-untyped-call]
+    master_kwargs: dict[str, Any] = {"db": int(path[1]) if len(path) == 2 else 0, "max_connections": max_connections}
+    if username:
+        master_kwargs["username"] = username
+    if password:
+        master_kwargs["password"] = password
+    if tls:
+        master_kwargs["ssl"] = True
+    client = manager.master_for(unquote(path[0]), redis_class=Redis, **master_kwargs)
+    return Connection(client, cluster=False, others=list(manager.sentinels))
+
+
+def _cluster(url: str, tls: bool, common: dict[str, Any], max_connections: int) -> Connection:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    parts = urlsplit(url)
+    username, password, hosts = _hosts(parts.netloc, REDIS_PORT)
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError("a Redis Cluster has only database 0")
+    kwargs: dict[str, Any] = {**common, "max_connections": max_connections}
+    if username:
+        kwargs["username"] = username
+    if password:
+        kwargs["password"] = password
+    if tls:
+        kwargs["ssl"] = True
+    client = RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in hosts], **kwargs)
+    return Connection(client, cluster=True)
