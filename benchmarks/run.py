@@ -1,8 +1,13 @@
 """Overhead of the middleware next to a bare app, with wrk over loopback, interleaved rounds.
 
-Usage: python benchmarks/run.py [--rounds 5] [--duration 4] [--only abcde] [--results FILE]
+Usage: python benchmarks/run.py [--rounds 5] [--duration 4] [--only abcdew] [--results FILE]
 Prints a table and ends with one line for tools:
-overhead: unprotected=R1 verified=R2 session_middleware=R3 loop_p99_ratio=R4
+overhead: unprotected=R1 verified=R2 session_middleware=R3 loop_p99_ratio=R4 redis_challenge=R5 workers2_vs_bare=R6
+
+(e) starts a new challenge on every request (a new user each time: create, call, redirect);
+(w) runs the bare app and the middleware on RedisStore (verified path) with one uvicorn
+worker and with two, unpinned, to show that the middleware adds no serialisation between
+workers: workers2_vs_bare is the middleware's 2-worker/1-worker gain over the bare app's.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -40,24 +46,23 @@ def pinned(cmd: list[str], cpu: int) -> list[str]:
 
 
 class Server:
-    def __init__(self, config: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: str, env: dict[str, str] | None = None, workers: int = 0) -> None:
         self.port = port_for_later()
         self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.app:app",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "error",
+            "--no-access-log",
+        ]
         self.proc = subprocess.Popen(
-            pinned(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "benchmarks.app:app",
-                    "--port",
-                    str(self.port),
-                    "--log-level",
-                    "error",
-                    "--no-access-log",
-                ],
-                SERVER_CPU,
-            ),
+            # (w) runs 1 or 2 workers on whatever cores the scheduler gives them.
+            [*cmd, "--workers", str(workers)] if workers else pinned(cmd, SERVER_CPU),
             cwd=ROOT,
             env={**os.environ, "BENCH_CONFIG": config, **(env or {})},
         )
@@ -74,10 +79,30 @@ class Server:
         self.proc.wait(timeout=10)
 
 
-def wrk(url: str, duration: int, headers: dict[str, str] | None = None, connections: int = 32) -> tuple[float, float]:
+# A new signed-in user on every request: each one starts a challenge of its own.
+NEW_USERS = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, nil, {["Cookie"] = "user=%s-" .. counter})
+end
+"""
+
+
+def wrk(
+    url: str,
+    duration: int,
+    headers: dict[str, str] | None = None,
+    connections: int = 32,
+    new_users: bool = False,
+) -> tuple[float, float]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
+    if new_users:
+        script = Path(tempfile.mkdtemp()) / "new_users.lua"
+        script.write_text(NEW_USERS % uuid.uuid4().hex[:12])
+        cmd += ["-s", str(script)]
     out = subprocess.run(pinned([*cmd, url], WRK_CPU), capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
@@ -164,11 +189,35 @@ asyncio.run(main())
     )
 
 
+def workers(rounds: int, duration: int, redis_url: str, cookie: str) -> tuple[float, float, float]:
+    """The verified path with 2 uvicorn workers against 1, for the bare app and for the
+    middleware on RedisStore, interleaved: the median gains (2 workers over 1) of each, and
+    the median over rounds of the middleware's gain divided by the bare app's."""
+    headers = {"Cookie": f"user=bench; voice2fa_verified={cookie}"}
+    bare: list[float] = []
+    middleware: list[float] = []
+    for _round in range(rounds):
+        rps: dict[tuple[str, int], float] = {}
+        for config, count in (("bare", 1), ("bare", 2), ("middleware", 1), ("middleware", 2)):
+            server = Server(config, {"BENCH_REDIS_URL": redis_url}, workers=count)
+            try:
+                if config == "middleware":
+                    check = httpx.get(server.url + "/protected", headers=headers)
+                    assert check.status_code == 200 and "set-cookie" not in check.headers, check
+                rps[config, count] = wrk(server.url + "/protected", duration, headers)[0]
+            finally:
+                server.stop()
+        bare.append(rps["bare", 2] / rps["bare", 1])
+        middleware.append(rps["middleware", 2] / rps["middleware", 1])
+    relative = statistics.median(m / b for m, b in zip(middleware, bare, strict=True))
+    return statistics.median(bare), statistics.median(middleware), relative
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=4)
-    parser.add_argument("--only", default="abcde", help="configurations to run, by letter (default: abcde)")
+    parser.add_argument("--only", default="abcdew", help="configurations to run, by letter (default: abcdew)")
     parser.add_argument("--results", help="also write the report, as a Markdown code block, to this file")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -188,15 +237,12 @@ def main() -> None:
         ),
         # The session cookie stands for the app's sign-in cookie here.
         "(d) SessionMiddleware with a cookie": ("session", "/session", {"Cookie": f"session={session_cookie()}"}, {}),
-        "(e) challenge path, MemoryStore": ("middleware", "/protected", {"Cookie": "user=bench"}, {}),
+        # (e): a new user on every request (wrk's script sets the cookie), so each request
+        # starts a challenge: the store's step, the (instant) call, the redirect.
+        "(e) challenge path, MemoryStore": ("middleware", "/protected", {}, {}),
     }
     if redis:
-        cases["(e) challenge path, RedisStore"] = (
-            "middleware",
-            "/protected",
-            {"Cookie": "user=bench"},
-            {"BENCH_REDIS_URL": redis[1]},
-        )
+        cases["(e) challenge path, RedisStore"] = ("middleware", "/protected", {}, {"BENCH_REDIS_URL": redis[1]})
     cases = {name: case for name, case in cases.items() if name[1] in args.only or name.startswith("(a)")}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     try:
@@ -211,12 +257,18 @@ def main() -> None:
                     ):
                         check = httpx.get(server.url + path, headers=headers)
                         assert check.status_code == 200 and "set-cookie" not in check.headers, check
-                    results[name].append(wrk(server.url + path, args.duration, headers))
+                    if name.startswith("(e)"):
+                        check = httpx.get(server.url + path, headers={"Cookie": "user=check"})
+                        assert check.status_code == 303 and "/voice2fa/verify" in check.headers["location"], check
+                    results[name].append(
+                        wrk(server.url + path, args.duration, headers, new_users=name.startswith("(e)"))
+                    )
                 finally:
                     server.stop()
-        full = set("abcde") <= set(args.only)
+        full = set("abcdew") <= set(args.only)
         quiet, busy = loop_block(max(args.rounds, 3)) if full else (1.0, 1.0)
         mem = memory_for(100_000) if full else 0.0
+        gains = workers(args.rounds, args.duration, redis[1], cookie) if redis and "w" in args.only else None
     finally:
         if redis:
             redis[0].terminate()
@@ -231,6 +283,11 @@ def main() -> None:
         ratios[name] = statistics.median(r / b for (r, _), b in zip(runs, bare_runs, strict=True))
         unit = "challenges/s" if name.startswith("(e)") else ""
         lines.append(f"{name:42} {rps:10.0f} {p99:8.2f} {ratios[name]:6.2f} {unit}".rstrip())
+    if gains is not None:
+        lines.append(
+            f"workers: 2 uvicorn workers over 1, verified path: bare app x{gains[0]:.2f}, "
+            f"middleware on RedisStore x{gains[1]:.2f}; workers2_vs_bare={gains[2]:.3f} (unpinned)"
+        )
     if not full:
         print("\n".join(lines))
         return
@@ -243,7 +300,9 @@ def main() -> None:
         + (f", server on cpu {SERVER_CPU} and wrk on cpu {WRK_CPU}" if PIN else ""),
         f"overhead: unprotected={ratios['(b) middleware, unprotected route']:.3f} "
         f"verified={ratios['(c) middleware, verified cookie']:.3f} "
-        f"session_middleware={ratios['(d) SessionMiddleware with a cookie']:.3f} loop_p99_ratio={busy / quiet:.2f}",
+        f"session_middleware={ratios['(d) SessionMiddleware with a cookie']:.3f} loop_p99_ratio={busy / quiet:.2f}"
+        + (f" redis_challenge={ratios['(e) challenge path, RedisStore']:.3f}" if redis else "")
+        + (f" workers2_vs_bare={gains[2]:.3f}" if gains else ""),
     ]
     if args.results:
         Path(args.results).write_text("```\n" + "\n".join(lines) + "\n```\n")

@@ -3,15 +3,20 @@ uvicorn workers, and on a Sentinel-managed master that fails over while it serve
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from voice2fa_middleware import Bucket, Challenge, challenge_id
 from voice2fa_middleware._redis_connect import SENTINEL_PORT, _hosts, connect
+from voice2fa_middleware._store import own_slot, user_key
 from voice2fa_middleware.testing import SignalWireDouble, port_for_later
 
 from .conftest import cluster_url, csrf_of, example_env, wrong_for
@@ -107,9 +112,7 @@ def test_example_on_a_redis_cluster_with_two_workers(redis_cluster: Any, uvicorn
 
 
 @pytest.mark.redis
-def test_sentinel_failover_fails_closed_then_recovers(
-    redis_sentinel: Any, uvicorn_factory: Callable[..., Any]
-) -> None:
+def test_sentinel_failover_fails_closed_then_recovers(redis_sentinel: Any, uvicorn_factory: Callable[..., Any]) -> None:
     """The master dies while the app serves: protected routes answer 503 (never 200) until
     the sentinels promote the replica; then challenges work again with no restart."""
     sentinels = RedisSentinelSet(redis_sentinel.server_binary, redis_sentinel.sentinel_binary)
@@ -169,3 +172,97 @@ def test_sentinel_binaries_named_when_missing(monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(pytest.skip.Exception, match="redis-sentinel"):
         _redis_binaries("Redis Sentinel", {"redis-sentinel": "redis-sentinel"})
+
+
+# -- an ACL user with only the store's commands, as the README gives it -------------------------------
+
+
+def _readme_acl(extra: list[str]) -> list[str]:
+    """The README's ``ACL SETUSER`` command, as arguments, with a test password."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("redis-cli ACL SETUSER voice2fa"))
+    args = shlex.split(line)[1:]
+    return [a.replace("CHANGE-ME", "acl-test-pw") for a in args] + extra
+
+
+async def _exercise(store: Any) -> None:
+    """Every store operation the middleware uses, once."""
+    user = uuid.uuid4().hex
+    ch = Challenge(
+        id=challenge_id(user), user_tag=user, phone="+12025550143", code_mac="m", created_at=time.time(),
+        expires_at=time.time() + 60, binding="b", calls=1, call_nonce="n1",
+    )  # fmt: skip
+    lockout = Bucket("fail:" + user_key(user), 5, 60)
+    budget = [Bucket("calls:user:" + user_key(user), 5, 60), Bucket("calls:phone:" + own_slot(user), 5, 60)]
+    started = await store.start(
+        ch, lockout=lockout, known_key="known:" + user_key(user), known=budget, new=budget, now=time.time()
+    )
+    assert started.created
+    assert (await store.live_challenge(user)).id == ch.id
+    assert (await store.reserve_attempt(ch.id, 5, lockout=lockout, now=time.time())).challenge is not None
+    assert await store.update_call(ch.id, "n1", call_sid="CA1", status="ringing") is not None
+    assert (
+        await store.begin_call(
+            ch.id, code_mac="m2", code="1", call_nonce="n2", now=time.time() + 60, cooldown=1, max_calls=3
+        )
+        == 0
+    )
+    await store.rollback_call(ch.id, "n2", ch)
+    assert await store.consume(ch.id, "m") is True
+    assert await store.get(ch.id) is None
+    assert await store.take(budget, time.time()) == 0
+    assert (await store.hit(lockout.key, 60, time.time()))[0] == 2
+    assert (await store.peek(lockout.key, time.time()))[0] == 2
+    await store.clear(lockout.key)
+    await store.delete(ch.id)
+    await store.ping()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_the_store_runs_as_the_readme_acl_user(redis_server: Any) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import NoPermissionError
+
+    from voice2fa_middleware import RedisStore
+
+    admin = aioredis.Redis.from_url(redis_server.url)
+    await admin.execute_command(*_readme_acl([]))
+    url = redis_server.url.replace("redis://", "redis://voice2fa:acl-test-pw@")
+    store = RedisStore(url)
+    try:
+        await _exercise(store)
+        limited = aioredis.Redis.from_url(url)
+        with pytest.raises(NoPermissionError):
+            await limited.flushall()
+        with pytest.raises(NoPermissionError):
+            await limited.get("other-app:secret")  # keys outside voice2fa:*
+        await limited.aclose()
+    finally:
+        await store.aclose()
+        await admin.execute_command("ACL", "DELUSER", "voice2fa")
+        await admin.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_the_store_runs_as_the_readme_acl_user_on_a_cluster(redis_cluster: Any) -> None:
+    import redis.asyncio as aioredis
+
+    from voice2fa_middleware import RedisStore
+
+    extra = ["+cluster|slots", "+cluster|shards", "+command"]
+    for node in redis_cluster.urls:
+        admin = aioredis.Redis.from_url(node)
+        await admin.execute_command(*_readme_acl(extra))
+        await admin.aclose()
+    url = cluster_url(redis_cluster.url).replace("redis+cluster://", "redis+cluster://voice2fa:acl-test-pw@")
+    store = RedisStore(url)
+    try:
+        await _exercise(store)
+    finally:
+        await store.aclose()
+        for node in redis_cluster.urls:
+            admin = aioredis.Redis.from_url(node)
+            await admin.execute_command("ACL", "DELUSER", "voice2fa")
+            await admin.aclose()

@@ -537,13 +537,24 @@ def test_s14_provider_error_shows_a_message_and_leaves_nothing_half_made(harness
     assert any(e.kind == "call_failed" for e in harness.events)
 
 
-def test_s14_provider_timeout_is_a_clear_error(harness_factory: Callable[..., Harness]) -> None:
+def test_s14_provider_timeout_never_calls_twice(harness_factory: Callable[..., Harness]) -> None:
+    """A read timeout: the call may exist (the provider may have created it). The user goes
+    on to the verify page with the code the call would read; no second call is placed, and
+    asking for one waits for the usual cooldown."""
     double = SignalWireDouble(create_delay=3).start()
     h = harness_factory(double=double, call_timeout=1)
     with h.client() as c:
         r = c.get("/account")
-        assert r.status_code == 502
-        assert len(memory_store(h)) == 0
+        assert r.status_code == 303 and "/voice2fa/verify" in r.headers["location"]
+        assert len(memory_store(h)) == 1
+        again = c.get("/account")  # a second visit: the same challenge, no new call
+        assert again.status_code == 303
+        code = double.wait_for_code(timeout=15)  # the slow provider did place the call
+        assert len(double.create_requests) == 1
+        csrf = csrf_of(c.get(r.headers["location"]).text)
+        assert h.verify(c, code, csrf).status_code == 303
+    failed = [e for e in h.events if e.kind == "call_failed"]
+    assert failed and failed[0].detail.get("maybe_placed") == 1
 
 
 # -- S15 no-store -------------------------------------------------------------------------------------------

@@ -47,9 +47,7 @@ async def reserve(store: Store, cid: str, max_attempts: int) -> Challenge | None
 def challenge(id_: str = C1, ttl: float = 60.0, user: str = USER, **kw: object) -> Challenge:
     now = time.time()
     fields: dict[str, object] = {"code_mac": "", **kw}
-    return Challenge(
-        id=id_, user_tag=user, phone="+12025550143", created_at=now, expires_at=now + ttl, **fields
-    )  # type: ignore[arg-type]
+    return Challenge(id=id_, user_tag=user, phone="+12025550143", created_at=now, expires_at=now + ttl, **fields)  # type: ignore[arg-type]
 
 
 async def test_create_fetch_and_delete(store: Store) -> None:

@@ -58,6 +58,7 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
             "MemoryStore",
             "MissingExtraError",
             "ProtectedPath",
+            "ProviderUnavailableError",
             "RedisStore",
             "Reservation",
             "SignalWireCaller",

@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import email.utils
 import logging
+import secrets
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+import anyio
 import anyio.to_thread
 import httpx
 
 from ._carrier import SimulatedCall, simulate_call
-from ._errors import CallError, MissingExtraError
+from ._errors import CallError, MissingExtraError, ProviderUnavailableError
 
 logger = logging.getLogger("voice2fa.caller")
 
 STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+StateHook = Callable[[str], None]
+"""Told the circuit breaker's new state: ``"open"``, ``"half_open"`` or ``"closed"``."""
 
 
 @runtime_checkable
@@ -34,7 +41,25 @@ class Caller(Protocol):
         """Place the call; return the provider's call id. Raise ``CallError`` on failure."""
 
 
-def _provider_error(response: httpx.Response) -> CallError:
+_jitter = secrets.SystemRandom()  # backoff jitter; SystemRandom keeps ruff's S311 quiet without a noqa
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)  # failed before the request left: surely no call
+_REFUSED = (429, 503)  # SignalWire's documented "not now": the call was not created
+_CREDENTIALS = (401, 403)
+_GRACE = 0.25  # seconds past the deadline before an attempt is cut short (httpx's own timeouts fire first)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The seconds of a ``Retry-After`` header (a number or an HTTP date), or ``None``."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _provider_error(response: httpx.Response, **extra: Any) -> CallError:
     """Read both of SignalWire's error shapes: ``{code, message, status}`` and ``{errors: []}``."""
     code: str | None = None
     message = f"provider answered HTTP {response.status_code}"
@@ -51,7 +76,54 @@ def _provider_error(response: httpx.Response) -> CallError:
         elif body.get("message") or body.get("code"):
             code = str(body.get("code") or "") or None
             message = str(body.get("message") or message)
-    return CallError(message[:300], status=response.status_code, code=code)
+    return CallError(message[:300], status=response.status_code, code=code, **extra)
+
+
+class _Breaker:
+    """``threshold`` failed attempts in a row open it for ``cooldown`` seconds; then one trial
+    attempt (half-open) closes it on success or opens it again. Per caller, per process."""
+
+    def __init__(self, threshold: int, cooldown: float, clock: Callable[[], float], notify: StateHook | None) -> None:
+        self.threshold, self.cooldown, self.clock, self.notify = threshold, cooldown, clock, notify
+        self.state, self.failures, self.opened_at, self.trial = "closed", 0, 0.0, False
+
+    def admit(self) -> bool:
+        """Let an attempt through (``True``: it is the half-open trial) or raise at once."""
+        if self.state == "open":
+            left = self.opened_at + self.cooldown - self.clock()
+            if left > 0:
+                raise ProviderUnavailableError("the provider is failing: calls are paused", retry_after=left)
+            self._set("half_open")
+        if self.state == "half_open":
+            if self.trial:
+                raise ProviderUnavailableError("the provider is failing: a trial call is under way", retry_after=1.0)
+            self.trial = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self.failures = 0
+        if self.state != "closed":
+            self._set("closed")
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.state == "half_open" or (self.state == "closed" and self.failures >= self.threshold):
+            self.opened_at = self.clock()
+            self._set("open")
+
+    def _set(self, state: str) -> None:
+        self.state = state
+        if state == "open":
+            message = f"SignalWire failed {self.failures} times in a row: calls fail at once for {self.cooldown:.0f} s"
+        else:
+            message = "trying SignalWire again with one call" if state == "half_open" else "SignalWire answers again"
+        logger.log(logging.WARNING if state == "open" else logging.INFO, "voice2fa: %s (circuit %s)", message, state)
+        if self.notify is not None:
+            try:
+                self.notify(state)
+            except Exception:
+                logger.exception("voice2fa: on_state_change failed for %s", state)
 
 
 class SignalWireCaller:
@@ -59,6 +131,19 @@ class SignalWireCaller:
 
     ``space`` is a host (``example.signalwire.com``, https) or a full URL (a test double).
     Pass ``client`` to share an ``httpx.AsyncClient``; otherwise one is made and reused.
+
+    Retries: only when the call surely was not made (no connection; 429 or 503), after
+    ``backoff`` s doubled per try up to ``max_backoff`` (jittered: half to all of it) or the
+    ``Retry-After`` asked for, within ``deadline`` s in all (default ``timeout``, which bounds
+    each step of one try; keep it under the page's patience, ``call_timeout`` + 1 s). After
+    the request may have left, never: ``CallError(maybe_placed=True)``.
+
+    Circuit breaker (per caller, so per process): ``failure_threshold`` failed tries in a row
+    (no connection, timeout, 5xx, 429, bad answer, 401/403) make calls raise
+    ``ProviderUnavailableError`` at once for ``cooldown`` s (timed by ``clock``); then one
+    trial call closes it or opens it again. ``on_state_change`` (called in the event loop: it
+    must not block) is told ``"open"``, ``"half_open"``, ``"closed"``. Rejected credentials
+    are logged once as an ERROR, until a call succeeds.
     """
 
     def __init__(
@@ -69,6 +154,13 @@ class SignalWireCaller:
         token: str,
         timeout: float = 10.0,
         client: httpx.AsyncClient | None = None,
+        deadline: float | None = None,
+        backoff: float = 0.2,
+        max_backoff: float = 2.0,
+        failure_threshold: int = 5,
+        cooldown: float = 30.0,
+        on_state_change: StateHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         base = space.rstrip("/")
         if "://" not in base:
@@ -76,8 +168,17 @@ class SignalWireCaller:
         self.calls_url = f"{base}/api/laml/2010-04-01/Accounts/{project}/Calls.json"
         self._auth = httpx.BasicAuth(project, token)
         self._timeout = timeout
+        self._deadline = timeout if deadline is None else deadline
+        self._backoff, self._max_backoff = backoff, max_backoff
+        self._breaker = _Breaker(failure_threshold, cooldown, clock, on_state_change)
+        self._credentials_logged = False
         self._client = client
         self._own_client = client is None
+
+    @property
+    def state(self) -> str:
+        """The circuit breaker's state: ``"closed"``, ``"open"`` or ``"half_open"``."""
+        return self._breaker.state
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -85,32 +186,82 @@ class SignalWireCaller:
         return self._client
 
     async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str) -> str:
-        form: dict[str, str | list[str]] = {
-            "From": from_,
-            "To": to,
-            "Url": laml_url,
-            "Method": "POST",
-            "StatusCallback": status_url,
-            "StatusCallbackMethod": "POST",
-            "StatusCallbackEvent": list(STATUS_EVENTS),
-        }
+        """Place the call; return its sid. Raise ``CallError`` (see the class docstring)."""
+        form: dict[str, str | list[str]] = {"From": from_, "To": to, "Url": laml_url, "Method": "POST"}
+        form |= {"StatusCallback": status_url, "StatusCallbackMethod": "POST", "StatusCallbackEvent": [*STATUS_EVENTS]}
+        deadline = anyio.current_time() + self._deadline
+        tries = 0
+        while True:
+            trial = self._breaker.admit()
+            try:
+                result = await self._try(form, deadline)
+            finally:
+                if trial:  # also when cancelled: the next call may be the trial
+                    self._breaker.trial = False
+            if isinstance(result, str):
+                return result
+            step = min(self._max_backoff, self._backoff * 2**tries)
+            pause = max(step / 2 + _jitter.uniform(0, step / 2), result.retry_after or 0.0)
+            if self._breaker.state == "open" or anyio.current_time() + pause >= deadline:
+                raise result  # calls are now paused, or no time is left for another try
+            await anyio.sleep(pause)
+            tries += 1
+
+    async def _try(self, form: dict[str, str | list[str]], deadline: float) -> str | CallError:
+        """One Create Call: the sid, a ``CallError`` worth retrying, or raise one that is not."""
+        left = max(0.0, deadline - anyio.current_time())
+        breaker = self._breaker
         try:
-            response = await self._http().post(self.calls_url, data=form, auth=self._auth, timeout=self._timeout)
-        except httpx.TimeoutException as exc:
-            raise CallError("the provider did not answer in time") from exc
-        except httpx.HTTPError as exc:
-            raise CallError(f"the provider could not be reached ({type(exc).__name__})") from exc
-        if not response.is_success:
-            raise _provider_error(response)
-        try:
-            sid = response.json().get("sid")
-        except (ValueError, AttributeError):
-            sid = None
-        if not isinstance(sid, str) or not sid:
-            raise CallError("the provider's answer had no call sid", status=response.status_code)
-        return sid
+            with anyio.fail_after(left + _GRACE):
+                response = await self._http().post(
+                    self.calls_url, data=form, auth=self._auth, timeout=min(self._timeout, left)
+                )
+        except _NOT_SENT as exc:
+            breaker.failure()
+            late = " in time" if isinstance(exc, httpx.TimeoutException) else ""
+            return CallError(f"the provider could not be reached{late} ({type(exc).__name__})")
+        except (httpx.HTTPError, TimeoutError) as exc:  # the request may have left: the call may exist
+            breaker.failure()
+            message = f"no answer from the provider ({type(exc).__name__}): the call may still come"
+            raise CallError(message, maybe_placed=True) from exc
+        status = response.status_code
+        if status in _CREDENTIALS:
+            self._log_credentials(status)
+        if response.is_success:
+            try:
+                sid = response.json().get("sid")
+            except (ValueError, AttributeError):
+                sid = None
+            if not isinstance(sid, str) or not sid:
+                breaker.failure()
+                raise CallError("the provider's answer had no call sid", status=status, maybe_placed=True)
+            breaker.success()
+            self._credentials_logged = False
+            return sid
+        if status in _REFUSED:
+            breaker.failure()
+            return _provider_error(response, retry_after=_retry_after(response))
+        if status >= 500 or status in _CREDENTIALS:
+            breaker.failure()
+            # A gateway's 502/504: the API behind it may have created the call.
+            raise _provider_error(response, maybe_placed=status in (502, 504))
+        breaker.success()  # the provider works; the request was refused (an invalid number, ...)
+        raise _provider_error(response)
+
+    def _log_credentials(self, status: int) -> None:
+        if self._credentials_logged:
+            logger.debug("voice2fa: SignalWire refused the credentials again (HTTP %s)", status)
+            return
+        self._credentials_logged = True
+        logger.error(
+            "voice2fa: SignalWire refused the credentials (HTTP %s) for %s: fix SIGNALWIRE_PROJECT and "
+            "SIGNALWIRE_TOKEN (SignalWireCaller's project= and token=); no call can be placed until then (logged once)",
+            status,
+            self.calls_url,
+        )
 
     async def aclose(self) -> None:
+        """Close the HTTP client, unless it was passed in."""
         if self._own_client and self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from ._callers import ConsoleCaller
 from ._context import Context, client_group
 from ._crypto import generate_code, new_id
-from ._errors import CallError, StoreError
+from ._errors import CallError, ProviderUnavailableError, StoreError
 from ._pages import json_response
 from ._phone import check_phone
 from ._rules import Identity
@@ -262,14 +262,29 @@ class Challenger:
                     laml_url=f"{base}/laml/{token}",
                     status_url=f"{base}/status/{token}",
                 )
-        except Exception as exc:  # any failure of the caller: no call, a clear 502
-            status = exc.status if isinstance(exc, CallError) else None
-            logger.warning("voice2fa: the call could not be placed (status=%s)", status)
+        except Exception as exc:  # any failure of the caller: a clear page, never a 500
+            error = exc if isinstance(exc, CallError) else None
+            status = error.status if error is not None else None
+            if error is not None and error.maybe_placed:
+                # The request may have reached the provider (a read timeout, a lost answer):
+                # the call may still ring. Never call twice: keep its code and go on to the
+                # verify page; asking for another call waits for the usual cooldown.
+                logger.warning("voice2fa: the call may have been placed (status=%s); not calling again", status)
+                await ctx.audit("call_failed", request, user_id, provider_status=status or 0, maybe_placed=1)
+                return None
             if not first:  # the code the user already heard keeps working
                 await ctx.run(ctx.store.rollback_call(challenge.id, nonce, challenge))
-            await ctx.audit("call_failed", request, user_id, provider_status=status or 0)
             link = safe_next(request.url.path) or "/" if first else ctx.pending_next(request)
+            if isinstance(exc, ProviderUnavailableError):  # circuit open: nothing was sent
+                await ctx.audit("call_failed", request, user_id, provider_status=0, reason="provider_unavailable")
+                return ctx.error(request, 503, "provider_unavailable", link=link, retry_after=exc.retry_after or 30)
+            logger.warning("voice2fa: the call could not be placed (status=%s)", status)
+            await ctx.audit("call_failed", request, user_id, provider_status=status or 0)
+            if error is not None and error.retry_after:  # a 429/503 that outlasted the deadline
+                return ctx.error(request, 503, "call_failed", link=link, retry_after=error.retry_after)
             return ctx.error(request, 502, "call_failed", link=link)
-        await ctx.run(ctx.store.update_call(challenge.id, nonce, call_sid=str(sid)[:64]))
+        # The call's sid is bound to the challenge by the first signed webhook about it (the
+        # carrier fetching the LaML, or a status callback), as when that webhook comes before
+        # Create Call's answer: no store write here, one round trip per challenge.
         await ctx.audit("call_placed", request, user_id, call_sid=str(sid)[:64])
         return None

@@ -7,6 +7,7 @@
     ├── StoreError              the store failed or timed out (requests fail closed: 503)
     │   └── StoreFullError      the in-memory store holds its maximum of live challenges
     ├── CallError               the provider refused the call, errored or timed out
+    │   └── ProviderUnavailableError  the provider kept failing: calls fail at once for a while
     └── MissingExtraError       an optional extra is not installed (says what to install)
 """
 
@@ -33,14 +34,37 @@ class CallError(Voice2FAError):
     """Raised by a caller when the call could not be placed.
 
     ``status`` is the provider's HTTP status (``None`` for a network error or timeout);
-    ``code`` the provider's error code when it gave one.
+    ``code`` the provider's error code when it gave one. ``maybe_placed`` is true when the
+    request may have reached the provider before the failure (a read timeout, a lost
+    answer, a 5xx other than 503): the call may still ring, so do not place another at
+    once. ``retry_after`` is the seconds the provider asked to wait (429, 503), if it said.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        maybe_placed: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
+        self.maybe_placed = maybe_placed
+        self.retry_after = retry_after
+
+
+class ProviderUnavailableError(CallError):
+    """Raised at once, without contacting the provider, while a caller's circuit breaker is
+    open (the provider failed several times in a row). ``retry_after`` is the seconds until
+    the caller tries the provider again; no call was placed (``maybe_placed`` is false).
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after)
 
 
 class MissingExtraError(Voice2FAError, ImportError):

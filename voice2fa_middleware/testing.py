@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -43,7 +43,7 @@ if importlib.util.find_spec("python_multipart") is None and importlib.util.find_
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -135,7 +135,8 @@ class SignalWireDouble:
 
     ``outcome`` is how the next calls end: ``"completed"`` (answered; the LaML is fetched),
     or ``"busy"``, ``"no-answer"``, ``"failed"``. ``presses`` are the keys pressed at each
-    ``<Gather>`` in turn. ``create_delay`` makes Create Call slow to answer.
+    ``<Gather>`` in turn. ``create_delay`` makes Create Call slow to answer. ``port`` fixes
+    the port (``port_for_later()``): a caller can try it before the double starts (refused).
     """
 
     def __init__(
@@ -148,6 +149,7 @@ class SignalWireDouble:
         outcome: str = "completed",
         presses: Sequence[str] = ("1",),
         create_delay: float = 0.0,
+        port: int = 0,
     ) -> None:
         self.project = project
         self.token = token
@@ -159,7 +161,7 @@ class SignalWireDouble:
         self.calls: list[SimulatedCall] = []
         self.create_requests: list[list[tuple[str, str]]] = []
         self.rejected: list[int] = []
-        self._failures: list[tuple[int, str]] = []
+        self._failures: list[tuple[int, str, dict[str, str], str | None]] = []
         self._changed = threading.Condition()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._client: httpx.AsyncClient | None = None
@@ -171,7 +173,7 @@ class SignalWireDouble:
                 Route(account, self._account, methods=["GET"]),  # read-only: credentials check
             ]
         )
-        self._server = LiveServer(self.app)
+        self._server = LiveServer(self.app, port=port)
         self._server.on_stop.append(self._aclose)
         self.url = self._server.url
 
@@ -199,10 +201,21 @@ class SignalWireDouble:
             env["VOICE2FA_PUBLIC_URL"] = public_url
         return env
 
-    def fail_next(self, status: int = 500, *, shape: str = "code", times: int = 1) -> None:
+    def fail_next(
+        self,
+        status: int = 500,
+        *,
+        shape: str = "code",
+        times: int = 1,
+        headers: Mapping[str, str] | None = None,
+        body: str | None = None,
+    ) -> None:
         """Answer the next ``times`` Create Call requests with an error of ``shape``
-        (``"code"``: ``{code, message, status}``; ``"errors"``: ``{errors: [...]}``)."""
-        self._failures.extend([(status, shape)] * times)
+        (``"code"``: ``{code, message, status}``; ``"errors"``: ``{errors: [...]}``) and
+        ``headers`` (``{"Retry-After": "1"}``), or with ``body`` as it is: not JSON
+        (``fail_next(200, body="<html>")``), or no sid (``body='{"status": "queued"}'``).
+        No call is made; the status is recorded in ``rejected``."""
+        self._failures.extend([(status, shape, dict(headers or {}), body)] * times)
 
     def wait_for_calls(self, count: int, timeout: float = 10.0) -> list[SimulatedCall]:
         """Block until ``count`` calls have ended (answered or not); return them all."""
@@ -253,7 +266,7 @@ class SignalWireDouble:
             return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
         return JSONResponse({"sid": self.project, "friendly_name": "test double", "status": "active"})
 
-    async def _create_call(self, request: Request) -> JSONResponse:
+    async def _create_call(self, request: Request) -> Response:
         if request.path_params["project"] != self.project or not self._authorized(request):
             self.rejected.append(401)
             return JSONResponse({"code": "20003", "message": "Authentication Error", "status": 401}, status_code=401)
@@ -263,13 +276,15 @@ class SignalWireDouble:
         if self.create_delay:
             await asyncio.sleep(self.create_delay)
         if self._failures:
-            status, shape = self._failures.pop(0)
+            status, shape, headers, raw = self._failures.pop(0)
             self.rejected.append(status)
+            if raw is not None:
+                return Response(raw, status_code=status, headers=headers, media_type="application/json")
             if shape == "errors":
-                return JSONResponse(
-                    {"errors": [{"code": "CALL_CREATE_FAILED", "detail": "Call failed"}]}, status_code=status
-                )
-            return JSONResponse({"code": "21210", "message": "Call failed", "status": status}, status_code=status)
+                errors = {"errors": [{"code": "CALL_CREATE_FAILED", "detail": "Call failed"}]}
+                return JSONResponse(errors, status_code=status, headers=headers)
+            error = {"code": "21210", "message": "Call failed", "status": status}
+            return JSONResponse(error, status_code=status, headers=headers)
         missing = [name for name in ("From", "To", "Url") if not form.get(name)]
         if missing:
             self.rejected.append(400)
