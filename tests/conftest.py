@@ -293,7 +293,12 @@ def harness_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Ha
     started: list[tuple[LiveServer, SignalWireDouble]] = []
 
     def make(
-        *, store: str | Store = "memory", double: SignalWireDouble | None = None, caller: Any = None, **settings: Any
+        *,
+        store: str | Store = "memory",
+        double: SignalWireDouble | None = None,
+        caller: Any = None,
+        middleware: dict[str, Any] | None = None,
+        **settings: Any,
     ) -> Harness:
         double = double or SignalWireDouble().start()
         port = port_for_later()
@@ -312,6 +317,7 @@ def harness_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Ha
         )
         if caller is not None:
             kwargs["caller"] = caller
+        kwargs.update(middleware or {})
         server = LiveServer(build_app(**kwargs), port=port).start()
         started.append((server, double))
         return Harness(server=server, double=double, middleware_kwargs=kwargs, events=events, clock=clock)

@@ -18,6 +18,7 @@ EventKind = Literal[
     "failed",
     "locked",
     "budget_exhausted",
+    "provider_circuit",
 ]
 
 logger = logging.getLogger("voice2fa.audit")

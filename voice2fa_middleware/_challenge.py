@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import anyio
 from starlette.requests import HTTPConnection, Request
@@ -15,7 +16,7 @@ from ._context import Context, client_group
 from ._crypto import generate_code, new_id
 from ._errors import CallError, ProviderUnavailableError, StoreError
 from ._pages import json_response
-from ._phone import check_phone
+from ._phone import check_phone, region_of
 from ._rules import Identity
 from ._store import Bucket, Challenge, challenge_id, own_slot, user_key
 from ._urls import safe_next
@@ -108,6 +109,7 @@ class Challenger:
             ctx.store.start(challenge, lockout=lockout, known_key=known_key, known=known, new=new, now=now)
         )
         if started.locked_for:
+            await ctx.audit("call_refused", request, identity.user_id, reason="lockout")
             return ctx.error(request, 429, "locked", language=language, retry_after=started.locked_for)
         if started.wait or started.challenge is None:
             return await self._refused(request, identity.user_id, user_tag, phone.e164, started.wait or 1.0)
@@ -118,7 +120,9 @@ class Challenger:
                 return self._to_verify(request, next_url, pending, set_cookie=False)
             payload = {"c": live.id, "u": user_tag, "x": new_id(), "n": next_url}
             return self._to_verify(request, next_url, payload, set_cookie=True)
-        await ctx.audit("challenge_created", request, identity.user_id)
+        await ctx.audit(
+            "challenge_created", request, identity.user_id, challenge=challenge.id, country=region_of(phone.e164) or ""
+        )
         failure = await self._dial(request, challenge, nonce, identity.user_id, first=True)
         if failure is not None:
             await ctx.run(ctx.store.delete(challenge.id))
@@ -254,37 +258,50 @@ class Challenger:
         ctx, s = self.ctx, self.settings
         token = ctx.keys.call.dumps([challenge.id, nonce])
         base = ctx.base_url(request) + ctx.mounted(request)
+        about: dict[str, str | int] = {"challenge": challenge.id, "country": region_of(challenge.phone) or ""}
+        started = time.perf_counter()
+        outcome = "placed"
         try:
-            with anyio.fail_after(s.call_timeout + 1):
-                sid = await ctx.caller.place_call(
-                    to=challenge.phone,
-                    from_=ctx.from_number,
-                    laml_url=f"{base}/laml/{token}",
-                    status_url=f"{base}/status/{token}",
-                )
+            with ctx.telemetry.span("voice2fa.create_call", request.headers, "client", **about):
+                with anyio.fail_after(s.call_timeout + 1):
+                    sid = await ctx.caller.place_call(
+                        to=challenge.phone,
+                        from_=ctx.from_number,
+                        laml_url=f"{base}/laml/{token}",
+                        status_url=f"{base}/status/{token}",
+                    )
         except Exception as exc:  # any failure of the caller: a clear page, never a 500
+            outcome = "failed"
             error = exc if isinstance(exc, CallError) else None
             status = error.status if error is not None else None
+            failed: dict[str, str | int] = {
+                **about,
+                "provider_status": status or 0,
+                "provider_code": (error.code or "") if error else "",
+            }
             if error is not None and error.maybe_placed:
                 # The request may have reached the provider (a read timeout, a lost answer):
                 # the call may still ring. Never call twice: keep its code and go on to the
                 # verify page; asking for another call waits for the usual cooldown.
                 logger.warning("voice2fa: the call may have been placed (status=%s); not calling again", status)
-                await ctx.audit("call_failed", request, user_id, provider_status=status or 0, maybe_placed=1)
+                await ctx.audit("call_failed", request, user_id, **failed, maybe_placed=1)
                 return None
             if not first:  # the code the user already heard keeps working
                 await ctx.run(ctx.store.rollback_call(challenge.id, nonce, challenge))
             link = safe_next(request.url.path) or "/" if first else ctx.pending_next(request)
             if isinstance(exc, ProviderUnavailableError):  # circuit open: nothing was sent
-                await ctx.audit("call_failed", request, user_id, provider_status=0, reason="provider_unavailable")
+                await ctx.audit("call_failed", request, user_id, **failed, reason="provider_unavailable")
                 return ctx.error(request, 503, "provider_unavailable", link=link, retry_after=exc.retry_after or 30)
             logger.warning("voice2fa: the call could not be placed (status=%s)", status)
-            await ctx.audit("call_failed", request, user_id, provider_status=status or 0)
+            await ctx.audit("call_failed", request, user_id, **failed)
             if error is not None and error.retry_after:  # a 429/503 that outlasted the deadline
                 return ctx.error(request, 503, "call_failed", link=link, retry_after=error.retry_after)
             return ctx.error(request, 502, "call_failed", link=link)
+        finally:
+            elapsed = time.perf_counter() - started
+            ctx.telemetry.record("voice2fa.provider.create_call.duration", elapsed, {"voice2fa.outcome": outcome})
         # The call's sid is bound to the challenge by the first signed webhook about it (the
         # carrier fetching the LaML, or a status callback), as when that webhook comes before
         # Create Call's answer: no store write here, one round trip per challenge.
-        await ctx.audit("call_placed", request, user_id, call_sid=str(sid)[:64])
+        await ctx.audit("call_placed", request, user_id, **about, call_sid=str(sid)[:64])
         return None

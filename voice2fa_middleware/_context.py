@@ -8,6 +8,7 @@ It also turns an error code into the page or JSON body every endpoint answers wi
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import ipaddress
 import logging
@@ -26,7 +27,7 @@ from ._audit import AuditEvent, AuditHook, EventKind, emit
 from ._callers import Caller, ConsoleCaller, SignalWireCaller
 from ._crypto import Keyring
 from ._errors import ConfigurationError, StoreError
-from ._i18n import negotiate, normalize_language, translate
+from ._i18n import format_duration, negotiate, normalize_language, translate
 from ._laml import LamlBuilder
 from ._memory_store import MemoryStore
 from ._pages import Pages, json_response
@@ -35,6 +36,7 @@ from ._proofs import SECURE_SCHEMES, Cookies
 from ._rules import Identify, Identity, as_identity, is_async_callable
 from ._settings import Voice2FASettings
 from ._store import Store
+from ._telemetry import Telemetry
 from ._urls import safe_next
 
 logger = logging.getLogger("voice2fa")
@@ -64,11 +66,15 @@ def default_store(s: Voice2FASettings, clock: Callable[[], float]) -> Store:
     return MemoryStore(max_challenges=s.memory_max_challenges, clock=clock)
 
 
-def default_caller(s: Voice2FASettings) -> Caller:
+def default_caller(s: Voice2FASettings, on_state_change: Callable[[str], None] | None = None) -> Caller:
     if s.uses_signalwire:
         assert s.space_url and s.signalwire_project and s.signalwire_token
         return SignalWireCaller(
-            space=s.space_url, project=s.signalwire_project, token=s.signalwire_token, timeout=s.call_timeout
+            space=s.space_url,
+            project=s.signalwire_project,
+            token=s.signalwire_token,
+            timeout=s.call_timeout,
+            on_state_change=on_state_change,
         )
     logger.warning(
         "voice2fa: no SignalWire credentials, using the CONSOLE CALLER: calls are "
@@ -91,8 +97,12 @@ class Context:
         select_language: SelectLanguage | None,
         template_dirs: Sequence[str | Path],
         clock: Callable[[], float] = time.time,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.settings = s = settings
+        self.telemetry = Telemetry(meter_provider=meter_provider, tracer_provider=tracer_provider)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.identify = identify
         self.identify_is_async = is_async_callable(identify)
         self.keys = Keyring(s.secret_keys)
@@ -118,7 +128,7 @@ class Context:
                 "a store shared between processes (RedisStore) needs VOICE2FA_SECRET_KEY: with a "
                 "random key in each process, a challenge made by one cannot be verified by another"
             )
-        self.caller: Caller = caller if caller is not None else default_caller(s)
+        self.caller: Caller = caller if caller is not None else default_caller(s, self.circuit_changed)
         self.dev_pages = s.dev_pages if s.dev_pages is not None else isinstance(self.caller, ConsoleCaller)
         if s.ephemeral_secret:
             logger.warning(
@@ -223,17 +233,33 @@ class Context:
             with anyio.fail_after(self.settings.store_timeout):
                 return await awaitable
         except StoreError:
+            self.telemetry.add("voice2fa.store.errors")
             raise
         except TimeoutError as exc:
+            self.telemetry.add("voice2fa.store.errors")
             raise StoreError("the store timed out") from exc
         except Exception as exc:
+            self.telemetry.add("voice2fa.store.errors")
             raise StoreError(f"the store failed: {type(exc).__name__}") from exc
 
     async def audit(
         self, kind: EventKind, conn: HTTPConnection | None, user_id: str | None, **detail: str | int | float
     ) -> None:
         client = self.client_address(conn) if conn is not None else None
-        await emit(self.on_event, AuditEvent(kind, user_id, client, self.now(), detail))
+        event = AuditEvent(kind, user_id, client, self.now(), detail)
+        self.telemetry.on_event(event)
+        await emit(self.on_event, event)
+
+    def circuit_changed(self, state: str) -> None:
+        """The default caller's circuit breaker changed state: an audit event and a metric."""
+        event = AuditEvent("provider_circuit", None, None, self.now(), {"state": state})
+        self.telemetry.on_event(event)
+        try:
+            task = asyncio.get_running_loop().create_task(emit(self.on_event, event))
+        except RuntimeError:  # pragma: no cover - the breaker changes only while calling
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- the pending challenge ----------------------------------------------------------------
 
@@ -279,9 +305,8 @@ class Context:
         """The page (or JSON body, for API clients) of an error code."""
         language = language or self.language(conn)
         headers = {"retry-after": str(max(1, int(retry_after + 0.999)))} if retry_after else None
-        minutes = max(1, int((retry_after or 0) / 60 + 0.999))
         seconds = max(1, int((retry_after or 0) + 0.999))
-        text = translate(language, f"error.{error}", minutes=minutes, seconds=seconds)
+        text = translate(language, f"error.{error}", duration=format_duration(seconds, language))
         if self.wants_json(conn):
             body = {"error": error, "message": text, **extra}
             if retry_after:

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
@@ -41,7 +42,9 @@ class Voice2FAMiddleware:
     async (sync ones run in a worker thread). ``protect`` lists path patterns (or
     ``ProtectedPath`` with step-up freshness); ``@require_voice_2fa`` and
     ``Depends(VoiceTwoFactor())`` protect single routes. Everything else is in
-    ``settings`` (default: ``Voice2FASettings.from_env()``).
+    ``settings`` (default: ``Voice2FASettings.from_env()``). With ``opentelemetry-api``
+    installed, metrics and spans go to the global providers, or to ``meter_provider`` and
+    ``tracer_provider``.
     """
 
     def __init__(
@@ -57,6 +60,8 @@ class Voice2FAMiddleware:
         select_language: Callable[[HTTPConnection], str | None] | None = None,
         template_dirs: Sequence[str | Path] = (),
         clock: Callable[[], float] = time.time,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.app = app
         try:
@@ -71,6 +76,8 @@ class Voice2FAMiddleware:
                 select_language=select_language,
                 template_dirs=template_dirs,
                 clock=clock,
+                meter_provider=meter_provider,
+                tracer_provider=tracer_provider,
             )
         except (Voice2FAError, ValueError, TypeError) as exc:
             # Inside Starlette the middleware is built on the first call, the lifespan's, and an

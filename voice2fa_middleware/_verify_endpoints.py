@@ -125,16 +125,16 @@ class VerifyEndpoints:
         self._check_binding(ch, identity)
         if ch.code_mac and ctx.keys.code_matches(ch.id, code, ch.code_mac):
             if await ctx.run(ctx.store.consume(ch.id, ch.code_mac)):
-                return await self._verified(request, identity, next_url, form, ch.phone)
+                return await self._verified(request, identity, next_url, form, ch)
             return self._invalid(request, 0, language, None, None, next_url)
         # The failure was counted with the attempt, before the comparison (S19).
         count = reserved.failures
         left = s.max_attempts - ch.attempts
-        await ctx.audit("failed", request, identity.user_id, attempts_left=left, failures=count)
+        await ctx.audit("failed", request, identity.user_id, challenge=ch.id, attempts_left=left, failures=count)
         if left <= 0:
             await ctx.run(ctx.store.delete(ch.id))
         if count >= s.lockout_failures:
-            await ctx.audit("locked", request, identity.user_id, failures=count)
+            await ctx.audit("locked", request, identity.user_id, challenge=ch.id, failures=count)
             await ctx.run(ctx.store.delete(ch.id))
             lock_left = await self.challenger.locked_for(user_tag, ctx.now())
             return ctx.error(request, 429, "locked", language=language, retry_after=lock_left or s.lockout_window)
@@ -150,13 +150,14 @@ class VerifyEndpoints:
             raise Refused(409, "changed")
 
     async def _verified(
-        self, request: Request, identity: Identity, next_url: str, form: dict[str, str], phone: str
+        self, request: Request, identity: Identity, next_url: str, form: dict[str, str], ch: Challenge
     ) -> Response:
         ctx = self.ctx
         user_tag = ctx.keys.tag("user", identity.user_id)
         await ctx.run(ctx.store.clear(self.challenger.lockout(user_tag).key))
-        await self.challenger.remember_phone(user_tag, phone)
-        await ctx.audit("verified", request, identity.user_id)
+        await self.challenger.remember_phone(user_tag, ch.phone)
+        ctx.telemetry.record("voice2fa.verify.duration", max(ctx.now() - ch.created_at, 0.0))
+        await ctx.audit("verified", request, identity.user_id, challenge=ch.id)
         response: Response
         if ctx.wants_json(request):
             response = json_response(200, {"verified": True, "next": next_url})
@@ -225,6 +226,7 @@ class VerifyEndpoints:
         self._check_binding(ch, identity)
         locked = await challenger.locked_for(ch.user_tag, now)
         if locked:
+            await ctx.audit("call_refused", request, identity.user_id, reason="lockout")
             return ctx.error(request, 429, "locked", language=language, retry_after=locked)
         wait = challenger.resend_in(ch)
         if wait > 0:

@@ -62,6 +62,10 @@ class WebhookEndpoints:
         return None
 
     async def laml(self, request: Request) -> Response:
+        with self.ctx.telemetry.span("voice2fa.webhook.laml", request.headers, "server"):
+            return await self._laml_webhook(request)
+
+    async def _laml_webhook(self, request: Request) -> Response:
         form = await self._signed_form(request)
         if isinstance(form, Response):
             return form
@@ -96,6 +100,10 @@ class WebhookEndpoints:
         return _laml_response(ctx.laml.code(code=ch.code, action=f"{base}/laml/{token}/repeat", language=ch.language))
 
     async def status(self, request: Request) -> Response:
+        with self.ctx.telemetry.span("voice2fa.webhook.status", request.headers, "server"):
+            return await self._status_webhook(request)
+
+    async def _status_webhook(self, request: Request) -> Response:
         ctx = self.ctx
         form = await self._signed_form(request)
         if isinstance(form, Response):
@@ -116,5 +124,5 @@ class WebhookEndpoints:
             ctx.store.update_call(challenge_id, nonce, call_sid=call_sid or None, status=status, drop_code=final)
         )
         if updated is not None:
-            await ctx.audit("call_status", None, None, status=status, call_sid=call_sid)
+            await ctx.audit("call_status", None, None, challenge=challenge_id, status=status, call_sid=call_sid)
         return Response(status_code=204, headers={"cache-control": "no-store"})
