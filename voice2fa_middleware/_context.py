@@ -27,7 +27,7 @@ from ._audit import AuditEvent, AuditHook, EventKind, emit
 from ._callers import Caller, ConsoleCaller, SignalWireCaller
 from ._crypto import Keyring
 from ._errors import ConfigurationError, StoreError
-from ._i18n import format_duration, negotiate, normalize_language, translate
+from ._i18n import negotiate, normalize_language, translate
 from ._laml import LamlBuilder
 from ._memory_store import MemoryStore
 from ._pages import Pages, json_response
@@ -305,8 +305,9 @@ class Context:
         """The page (or JSON body, for API clients) of an error code."""
         language = language or self.language(conn)
         headers = {"retry-after": str(max(1, int(retry_after + 0.999)))} if retry_after else None
+        minutes = max(1, int((retry_after or 0) / 60 + 0.999))
         seconds = max(1, int((retry_after or 0) + 0.999))
-        text = translate(language, f"error.{error}", duration=format_duration(seconds, language))
+        text = translate(language, f"error.{error}", minutes=minutes, seconds=seconds)
         if self.wants_json(conn):
             body = {"error": error, "message": text, **extra}
             if retry_after:
