@@ -25,6 +25,7 @@ from .redis_servers import RedisSentinelSet
 # -- our URL forms ---------------------------------------------------------------------------------
 
 
+@pytest.mark.redis
 def test_sentinel_and_cluster_urls_are_read_as_documented() -> None:
     user, password, hosts = _hosts("app:s%40cret@10.0.0.1,10.0.0.2:26380,[::1]:26381", SENTINEL_PORT)
     assert (user, password) == ("app", "s@cret")
@@ -42,8 +43,18 @@ def test_sentinel_and_cluster_urls_are_read_as_documented() -> None:
     assert cluster.cluster
     plain = connect("rediss://example.invalid:6380/0", timeout=1, max_connections=5)
     assert not plain.cluster
+    tls = connect(
+        "rediss+sentinel://10.0.0.1/mymaster?ssl_ca_certs=/etc/ca.pem&sentinel_password=sp",
+        timeout=1,
+        max_connections=5,
+    )
+    kwargs = tls.client.connection_pool.connection_kwargs
+    assert kwargs["ssl_ca_certs"] == "/etc/ca.pem" and kwargs["ssl_check_hostname"] is True
+    tls_cluster = connect("rediss+cluster://10.0.0.1?ssl_check_hostname=false", timeout=1, max_connections=5)
+    assert tls_cluster.cluster
 
 
+@pytest.mark.redis
 @pytest.mark.parametrize(
     "url",
     [
@@ -52,6 +63,9 @@ def test_sentinel_and_cluster_urls_are_read_as_documented() -> None:
         "redis+sentinel://127.0.0.1:x/mymaster",
         "redis+sentinel:///mymaster",
         "redis+cluster://127.0.0.1:7000/2",  # a cluster has database 0 only
+        "redis+cluster://127.0.0.1:7000?ssl_ca_certs=/ca.pem",  # TLS options without TLS
+        "rediss+cluster://127.0.0.1:7000?sslcacerts=/ca.pem",  # a misspelt option: refused
+        "rediss+sentinel://127.0.0.1:26379/mymaster?ssl_ca_cert=/ca.pem",
     ],
 )
 def test_bad_scale_out_urls_are_refused_clearly(url: str) -> None:
@@ -251,7 +265,7 @@ async def test_the_store_runs_as_the_readme_acl_user_on_a_cluster(redis_cluster:
 
     from voice2fa_middleware import RedisStore
 
-    extra = ["+cluster|slots", "+cluster|shards", "+command"]
+    extra = ["+cluster|slots", "+cluster|shards", "+command", "+info"]
     for node in redis_cluster.urls:
         admin = aioredis.Redis.from_url(node)
         await admin.execute_command(*_readme_acl(extra))

@@ -60,6 +60,7 @@ async def test_create_fetch_and_delete(store: Store) -> None:
 
 
 async def test_expiry_is_enforced_by_the_store(store: Store) -> None:
+    await store.ping()  # connected (a cluster client reads the layout first): 0.3 s is for the TTL
     await store.create(challenge(ttl=0.3))
     assert await store.get(C1) is not None
     await asyncio.sleep(0.5)  # a real TTL: the store itself must drop it
@@ -212,8 +213,8 @@ async def test_redis_keys_are_namespaced_and_carry_ttls(redis_server: object) ->
     await store.hit(LOCKOUT.key, 3600, time.time())
     raw = aioredis.Redis.from_url(url)
     keys = sorted(k.decode() for k in await raw.keys("myapp:2fa:*"))
-    # The user's shard is the hash tag of each of the user's keys (one Redis Cluster slot).
-    assert keys == ["myapp:2fa:ch:{a1b2}c1", "myapp:2fa:n:fail:{a1b2}" + USER[4:], "myapp:2fa:u:{a1b2}" + USER[4:]]
+    # One server: the names earlier releases used (no hash tags), so counters survive upgrades.
+    assert keys == ["myapp:2fa:ch:" + C1, "myapp:2fa:n:fail:" + USER, "myapp:2fa:u:" + USER]
     for key in keys:
         assert 0 < await raw.ttl(key) <= 3600
     await raw.aclose()
@@ -309,3 +310,45 @@ async def test_start_under_concurrency_a_shared_budget_is_never_overspent(store:
     assert (await store.peek(new[1].key, now))[0] == 7
     assert (await store.peek(new[0].key, now))[0] == 7
     assert sum([await store.live_challenge(u) is not None for u in users]) == 7
+
+
+@pytest.mark.redis
+async def test_cluster_keys_of_one_user_share_a_slot(redis_cluster: object) -> None:
+    from redis.crc import key_slot
+
+    from voice2fa_middleware import RedisStore
+
+    from .conftest import cluster_url
+
+    store = RedisStore(cluster_url(redis_cluster.url), key_prefix="slots:")  # type: ignore[attr-defined]
+    await start(store, challenge(C1, binding="b"))
+    await store.hit(LOCKOUT.key, 3600, time.time())
+    keys = [store._ck(C1), store._uk(USER), store._nk(LOCKOUT.key), store._nk(budgets()[2][2].key)]
+    # The user's shard is the hash tag of each of the user's keys: one slot, one node.
+    assert keys[0] == "slots:ch:{a1b2}c1" and keys[1] == "slots:u:{a1b2}" + USER[4:]
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    shared = [store._nk(b.key) for b in budgets()[2] if "{a1b2}" not in b.key]
+    assert len({key_slot(k.encode()) for k in shared}) == len(shared)  # the shared ones spread out
+    await store.aclose()
+
+
+@pytest.mark.redis
+async def test_cluster_undoes_a_start_when_a_shared_budget_fails(redis_cluster: object) -> None:
+    """The user's script saved the challenge; then a node failed taking a shared budget: the
+    challenge (with its code) is deleted and the user's budgets given back, then it fails."""
+    from voice2fa_middleware import RedisStore
+
+    from .conftest import cluster_url
+
+    store = RedisStore(cluster_url(redis_cluster.url), key_prefix=f"undo{time.time_ns()}:")  # type: ignore[attr-defined]
+
+    async def node_down(**_kw: object) -> object:
+        raise ConnectionError("node down")
+
+    store._take = node_down  # type: ignore[method-assign]
+    with pytest.raises(StoreError):
+        await start(store, challenge(C1, binding="b"))
+    assert await store.get(C1) is None and await store.live_challenge(USER) is None
+    _k, _known, new = budgets()
+    assert (await store.peek(new[2].key, time.time()))[0] == 0  # the user's budget, given back
+    await store.aclose()

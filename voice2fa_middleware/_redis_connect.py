@@ -7,6 +7,10 @@
   sentinels require their own credentials;
 - ``redis+cluster://[[user]:password@]host:port[,host:port...]``, or ``rediss+cluster://``:
   a Redis Cluster, found from any of its nodes.
+
+With TLS, these forms take redis-py's certificate options in the query (``ssl_ca_certs``,
+``ssl_ca_path``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``,
+``ssl_check_hostname``, checked by default); any other option is refused, not ignored.
 """
 
 from __future__ import annotations
@@ -68,6 +72,25 @@ def _one(query: dict[str, list[str]], name: str) -> str | None:
     return values[-1] if values else None
 
 
+TLS_OPTIONS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+
+
+def _tls(query: dict[str, list[str]], tls: bool, allowed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The TLS keyword arguments from the query; unknown options are refused."""
+    unknown = sorted(set(query) - set(TLS_OPTIONS) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown option(s) in the Redis URL: {', '.join(unknown)}")
+    given = {name: _one(query, name) for name in TLS_OPTIONS if _one(query, name) is not None}
+    if given and not tls:
+        raise ValueError("TLS options need the rediss+ form of the URL")
+    if not tls:
+        return {}
+    options: dict[str, Any] = {"ssl": True, "ssl_check_hostname": True, **given}
+    if "ssl_check_hostname" in given:
+        options["ssl_check_hostname"] = str(given["ssl_check_hostname"]).lower() in ("1", "true", "yes")
+    return options
+
+
 def connect(url: str, *, timeout: float, max_connections: int) -> Connection:
     """The client for ``url`` (see the module's docstring), with timeouts on every call."""
     scheme, _, _ = url.partition("://")
@@ -96,6 +119,7 @@ def _sentinel(url: str, tls: bool, common: dict[str, Any], max_connections: int)
     if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ValueError("a Sentinel URL ends with /service_name or /service_name/db, e.g. /mymaster/0")
     query = parse_qs(parts.query)
+    tls_kwargs = _tls(query, tls, ("sentinel_password", "sentinel_username"))
     sentinel_kwargs: dict[str, Any] = {"socket_timeout": common["socket_timeout"]}
     if _one(query, "sentinel_password"):
         sentinel_kwargs["password"] = _one(query, "sentinel_password")
@@ -107,8 +131,7 @@ def _sentinel(url: str, tls: bool, common: dict[str, Any], max_connections: int)
         master_kwargs["username"] = username
     if password:
         master_kwargs["password"] = password
-    if tls:
-        master_kwargs["ssl"] = True
+    master_kwargs.update(tls_kwargs)
     client = manager.master_for(unquote(path[0]), redis_class=Redis, **master_kwargs)
     return Connection(client, cluster=False, others=list(manager.sentinels))
 
@@ -125,7 +148,6 @@ def _cluster(url: str, tls: bool, common: dict[str, Any], max_connections: int) 
         kwargs["username"] = username
     if password:
         kwargs["password"] = password
-    if tls:
-        kwargs["ssl"] = True
+    kwargs.update(_tls(parse_qs(parts.query), tls))
     client = RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in hosts], **kwargs)
     return Connection(client, cluster=True)

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from . import _redis_scripts as lua
 from ._errors import MissingExtraError, StoreError
 from ._redis_connect import Connection, connect
 from ._store import ROLLBACK_FIELDS, Bucket, Challenge, Reservation, Start, user_key
+
+logger = logging.getLogger("voice2fa")
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -79,6 +84,7 @@ class RedisStore:
         self.cluster = self._conn.cluster
         """``True`` on a Redis Cluster."""
         self._prefix = key_prefix
+        self._timeout = timeout
         # redis-py's cluster client, when its first commands run side by side before it has
         # read the cluster's layout, fails some of them: it reads the layout once, first.
         self._cold = self.cluster
@@ -97,17 +103,24 @@ class RedisStore:
         self._untake = redis.register_script(lua.UNTAKE)
         self._abandon = redis.register_script(lua.ABANDON)
 
+    # On a cluster, keys carry hash tags: ids made by ``challenge_id()`` lead with their
+    # user's shard, the same hash tag as the user's keys. On one server the braces are left
+    # out, so the keys keep the names earlier releases gave them (lockouts, budgets and known
+    # phones survive an upgrade).
+
     def _ck(self, challenge_id: str) -> str:
-        # Ids made by ``challenge_id()`` lead with their user's shard: the same hash tag as
-        # the user's keys.
         shard, dot, rest = challenge_id.partition(".")
-        return f"{self._prefix}ch:{{{shard}}}{rest}" if dot else f"{self._prefix}ch:{challenge_id}"
+        if self.cluster and dot:
+            return f"{self._prefix}ch:{{{shard}}}{rest}"
+        return f"{self._prefix}ch:{challenge_id}"
 
     def _nk(self, key: str) -> str:
-        return f"{self._prefix}n:{key}"
+        if self.cluster:
+            return f"{self._prefix}n:{key}"
+        return f"{self._prefix}n:{key.replace('{', '').replace('}', '')}"
 
     def _uk(self, user_tag: str) -> str:
-        return f"{self._prefix}u:{user_key(user_tag)}"
+        return f"{self._prefix}u:{user_key(user_tag) if self.cluster else user_tag}"
 
     @staticmethod
     def _slot(key: str) -> int:
@@ -203,12 +216,26 @@ class RedisStore:
         chosen, local = (known, local_known) if int(answer[1]) else (new, local_new)
         shared = [b for b in chosen if b not in local]
         if shared:
-            wait = await self._take_spread(shared)
+            try:
+                wait = await self._take_spread(shared)
+            except BaseException:
+                # A node failed or the request was cancelled: the challenge saved above must
+                # not outlive this (its code, a call never placed): undo it, then fail closed.
+                await self._undo_start(pointer, key, local)
+                raise
             if wait:
-                taken = [self._nk(b.key) for b in local]
-                await self._run(self._abandon(keys=[pointer, key, *taken]))
+                await self._undo_start(pointer, key, local)
                 return Start(None, created=False, wait=wait)
         return Start(challenge, created=True)
+
+    async def _undo_start(self, pointer: str, key: str, local: Sequence[Bucket]) -> None:
+        """Delete a challenge just started and give its user's budgets back: best effort,
+        shielded from cancellation, within the store's timeout."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self._timeout):
+            try:
+                await self._abandon(keys=[pointer, key, *(self._nk(b.key) for b in local)])
+            except Exception:  # the challenge then expires with its code_ttl
+                logger.warning("voice2fa: could not undo a challenge after a cluster error")
 
     async def _take_spread(self, buckets: Sequence[Bucket]) -> float:
         """``take`` on a cluster: each slot's buckets in one script, the slots side by side;
@@ -220,14 +247,21 @@ class RedisStore:
         for b in buckets:
             groups.setdefault(self._slot(self._nk(b.key)), []).append(b)
         parts = list(groups.values())
-        waits = await self._run(
-            asyncio.gather(*(self._take(keys=[self._nk(b.key) for b in g], args=_limits(g)) for g in parts))
+        waits = await asyncio.gather(
+            *(self._take(keys=[self._nk(b.key) for b in g], args=_limits(g)) for g in parts), return_exceptions=True
         )
-        wait_ms = max(int(w) for w in waits)
-        if wait_ms:
-            taken = [self._nk(b.key) for g, w in zip(parts, waits, strict=True) if not int(w) for b in g]
-            if taken:
-                await asyncio.gather(*(self._run(self._untake(keys=[k])) for k in taken))
+        failed = next((w for w in waits if isinstance(w, BaseException)), None)
+        wait_ms = 0 if failed else max(int(w) for w in waits)  # type: ignore[arg-type]
+        if failed or wait_ms:  # every group that took its hit gives it back
+            taken = [
+                self._nk(b.key)
+                for g, w in zip(parts, waits, strict=True)
+                if not isinstance(w, BaseException) and not int(w)
+                for b in g
+            ]
+            await asyncio.gather(*(self._untake(keys=[k]) for k in taken), return_exceptions=True)
+        if failed is not None:
+            raise StoreError(f"redis: {type(failed).__name__}") from failed
         return wait_ms / 1000.0
 
     async def reserve_attempt(
