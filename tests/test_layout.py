@@ -58,7 +58,7 @@ def test_no_import_cycle_not_even_a_typing_only_one() -> None:
 # module imports only modules of its own layer or of layers before it.
 LAYERS = [
     ["_errors", "_audit", "_urls", "_crypto", "_phone", "_i18n", "_laml", "_webhooks", "_carrier", "_telemetry"],
-    ["_redis_scripts", "_redis_connect"],
+    ["_redis_scripts", "_redis_connect", "_breaker"],
     ["_settings"],
     ["_store"],
     ["_memory_store", "_redis_store"],

@@ -661,3 +661,28 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(harness_factory: Ca
         assert a.get("/account", headers={"x-forwarded-for": "203.0.113.7"}).status_code == 303
         # Without trusted proxies the header is ignored: same peer, same budget.
         assert b.get("/account", headers={"x-forwarded-for": "203.0.113.8"}).status_code == 429
+
+
+def test_s14_calls_refused_while_the_circuit_is_open_spend_no_budget(harness_factory: Callable[..., Harness]) -> None:
+    """SignalWire failing: the circuit opens; while it is open nothing is sent and nothing is
+    charged (a user reloading does not spend their hourly calls); afterwards calls work."""
+    from voice2fa_middleware import SignalWireCaller
+
+    now = [1000.0]
+    double = SignalWireDouble().start()
+    caller = SignalWireCaller(
+        space=double.url, project=double.project, token=double.token, failure_threshold=1, cooldown=60,
+        clock=lambda: now[0],
+    )  # fmt: skip
+    h = harness_factory(double=double, caller=caller, calls_per_user_per_hour=2)
+    double.fail_next(500)
+    with h.client("bob") as bob:
+        assert bob.get("/account").status_code == 502  # one call tried (and charged): it failed
+        for _ in range(3):
+            r = bob.get("/account")
+            assert r.status_code == 503 and 0 < int(r.headers["retry-after"]) <= 60
+        assert len(double.create_requests) == 1
+        now[0] += 61  # the cool-down is over: one trial call
+        csrf, code = h.challenge(bob)
+        assert h.verify(bob, code, csrf).status_code == 303
+    assert len(double.create_requests) == 2 and caller.state == "closed"

@@ -23,14 +23,13 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from ._breaker import Breaker, StateHook
 from ._carrier import SimulatedCall, simulate_call
-from ._errors import CallError, MissingExtraError, ProviderUnavailableError
+from ._errors import CallError, MissingExtraError
 
 logger = logging.getLogger("voice2fa.caller")
 
 STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
-StateHook = Callable[[str], None]
-"""Told the circuit breaker's new state: ``"open"``, ``"half_open"`` or ``"closed"``."""
 
 
 @runtime_checkable
@@ -79,53 +78,6 @@ def _provider_error(response: httpx.Response, **extra: Any) -> CallError:
     return CallError(message[:300], status=response.status_code, code=code, **extra)
 
 
-class _Breaker:
-    """``threshold`` failed attempts in a row open it for ``cooldown`` seconds; then one trial
-    attempt (half-open) closes it on success or opens it again. Per caller, per process."""
-
-    def __init__(self, threshold: int, cooldown: float, clock: Callable[[], float], notify: StateHook | None) -> None:
-        self.threshold, self.cooldown, self.clock, self.notify = threshold, cooldown, clock, notify
-        self.state, self.failures, self.opened_at, self.trial = "closed", 0, 0.0, False
-
-    def admit(self) -> bool:
-        """Let an attempt through (``True``: it is the half-open trial) or raise at once."""
-        if self.state == "open":
-            left = self.opened_at + self.cooldown - self.clock()
-            if left > 0:
-                raise ProviderUnavailableError("the provider is failing: calls are paused", retry_after=left)
-            self._set("half_open")
-        if self.state == "half_open":
-            if self.trial:
-                raise ProviderUnavailableError("the provider is failing: a trial call is under way", retry_after=1.0)
-            self.trial = True
-            return True
-        return False
-
-    def success(self) -> None:
-        self.failures = 0
-        if self.state != "closed":
-            self._set("closed")
-
-    def failure(self) -> None:
-        self.failures += 1
-        if self.state == "half_open" or (self.state == "closed" and self.failures >= self.threshold):
-            self.opened_at = self.clock()
-            self._set("open")
-
-    def _set(self, state: str) -> None:
-        self.state = state
-        if state == "open":
-            message = f"SignalWire failed {self.failures} times in a row: calls fail at once for {self.cooldown:.0f} s"
-        else:
-            message = "trying SignalWire again with one call" if state == "half_open" else "SignalWire answers again"
-        logger.log(logging.WARNING if state == "open" else logging.INFO, "voice2fa: %s (circuit %s)", message, state)
-        if self.notify is not None:
-            try:
-                self.notify(state)
-            except Exception:
-                logger.exception("voice2fa: on_state_change failed for %s", state)
-
-
 class SignalWireCaller:
     """Creates calls with ``POST {space}/api/laml/2010-04-01/Accounts/{project}/Calls.json``.
 
@@ -170,7 +122,7 @@ class SignalWireCaller:
         self._timeout = timeout
         self._deadline = timeout if deadline is None else deadline
         self._backoff, self._max_backoff = backoff, max_backoff
-        self._breaker = _Breaker(failure_threshold, cooldown, clock, on_state_change)
+        self._breaker = Breaker(failure_threshold, cooldown, clock, on_state_change)
         self._credentials_logged = False
         self._client = client
         self._own_client = client is None
@@ -179,6 +131,10 @@ class SignalWireCaller:
     def state(self) -> str:
         """The circuit breaker's state: ``"closed"``, ``"open"`` or ``"half_open"``."""
         return self._breaker.state
+
+    def paused_for(self) -> float:
+        """Seconds calls still fail at once (the circuit is open); ``0``: a call may be tried."""
+        return self._breaker.paused_for()
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:

@@ -81,6 +81,16 @@ class Challenger:
         if not phone.ok or phone.e164 is None:
             await ctx.audit("call_refused", request, identity.user_id, reason=f"phone_{phone.reason}")
             return ctx.error(request, 403, "phone", language=language)
+        binding = self.binding(identity, phone.e164)
+        paused = getattr(ctx.caller, "paused_for", None)
+        if paused is not None and (left := paused()) > 0:
+            # The provider is failing (circuit open): no call, so no budget is charged. A
+            # challenge already under way still goes to its verify page.
+            live = await ctx.run(ctx.store.live_challenge(user_tag))
+            if live is None or live.binding != binding:
+                user_id = identity.user_id
+                await ctx.audit("call_failed", request, user_id, provider_status=0, reason="provider_unavailable")
+                return ctx.error(request, 503, "provider_unavailable", language=language, retry_after=left)
         # The challenge this visit would start, its first call installed: one step of the
         # store either returns the user's live challenge (a second visit, another tab or
         # browser: no second call) or checks the lockout, charges the budgets and saves it.
@@ -96,7 +106,7 @@ class Challenger:
             created_at=now,
             expires_at=now + s.code_ttl,
             language=language,
-            binding=self.binding(identity, phone.e164),
+            binding=binding,
             calls=1,
             last_call_at=now,
             call_nonce=nonce,
