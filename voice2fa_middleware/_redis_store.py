@@ -81,8 +81,7 @@ class RedisStore:
             self._conn = Connection(client, cluster=isinstance(client, _Cluster))
         redis = self._conn.client
         self._redis = redis
-        self.cluster = self._conn.cluster
-        """``True`` on a Redis Cluster."""
+        self.cluster = self._conn.cluster  # a Redis Cluster
         self._prefix = key_prefix
         self._timeout = timeout
         # redis-py's cluster client, when its first commands run side by side before it has
@@ -105,9 +104,7 @@ class RedisStore:
 
     # On a cluster, keys carry hash tags: ids made by ``challenge_id()`` lead with their
     # user's shard, the same hash tag as the user's keys. On one server the braces are left
-    # out, so the keys keep the names earlier releases gave them (lockouts, budgets and known
-    # phones survive an upgrade).
-
+    # out: the keys keep their earlier names (lockouts, budgets, known phones survive upgrades).
     def _ck(self, challenge_id: str) -> str:
         shard, dot, rest = challenge_id.partition(".")
         if self.cluster and dot:
@@ -115,9 +112,7 @@ class RedisStore:
         return f"{self._prefix}ch:{challenge_id}"
 
     def _nk(self, key: str) -> str:
-        if self.cluster:
-            return f"{self._prefix}n:{key}"
-        return f"{self._prefix}n:{key.replace('{', '').replace('}', '')}"
+        return f"{self._prefix}n:{key if self.cluster else key.replace('{', '').replace('}', '')}"
 
     def _uk(self, user_tag: str) -> str:
         return f"{self._prefix}u:{user_key(user_tag) if self.cluster else user_tag}"
