@@ -30,13 +30,14 @@ async def identify(conn: HTTPConnection) -> tuple[str, str] | None:
 
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    # The middleware's own stylesheet, so the demo's pages and its verify page look like one product.
     return HTMLResponse(
-        f"<!doctype html><html lang=en><meta charset=utf-8>"
+        "<!doctype html><html lang=en><meta charset=utf-8><meta name=color-scheme content='light dark'>"
         f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{title}</title>"
-        f"<body style='font-family:system-ui;max-width:40rem;margin:2rem auto;padding:0 1rem'>"
-        f"<nav><a href=/>Home</a> · <a href=/account>Account</a> · <a href=/transfer>Transfer</a> · "
-        f"<a href=/login>Sign in</a> · <form method=post action=/logout style=display:inline>"
-        f"<button>Sign out</button></form></nav><h1>{title}</h1>{body}</body></html>",
+        f"<link rel=icon href='data:,'><link rel=stylesheet href={settings.prefix}/static/voice2fa.css>"
+        "<main class=v2fa-card><nav class=v2fa-nav><a href=/>Home</a> <a href=/account>Account</a> "
+        "<a href=/transfer>Transfer</a> <a href=/login>Sign in</a> <form method=post action=/logout>"
+        f"<button class=v2fa-link>Sign out</button></form></nav><h1>{title}</h1>{body}</main>",
         status_code=status,
     )
 
@@ -52,10 +53,10 @@ app.add_middleware(
 )
 
 LOGIN_FORM = (
-    "<form method=post action='/login?next={next}'>"
+    "<form class=v2fa-form method=post action='/login?next={next}'>"
     "<p><label>Username <input name=username autocomplete=username required></label></p>"
     "<p><label>Password <input name=password type=password autocomplete=current-password required></label></p>"
-    "<p><button>Sign in</button></p></form><p>Demo account: demo / demo</p>"
+    "<button class=v2fa-primary>Sign in</button></form><p class=v2fa-hint>Demo account: demo / demo</p>"
 )
 
 
@@ -84,7 +85,9 @@ async def login(
         request.session["user"] = username
         return RedirectResponse(target, status_code=303)
     return page(
-        "Sign in", "<p role=alert>Wrong username or password.</p>" + LOGIN_FORM.format(next=html.escape(target)), 401
+        "Sign in",
+        "<p class=v2fa-error role=alert>Wrong username or password.</p>" + LOGIN_FORM.format(next=html.escape(target)),
+        401,
     )
 
 

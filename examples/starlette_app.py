@@ -34,13 +34,14 @@ async def identify(conn: HTTPConnection) -> tuple[str, str] | None:
 
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    # The middleware's own stylesheet, so the demo's pages and its verify page look like one product.
     return HTMLResponse(
-        f"<!doctype html><html lang=en><meta charset=utf-8>"
+        "<!doctype html><html lang=en><meta charset=utf-8><meta name=color-scheme content='light dark'>"
         f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{title}</title>"
-        f"<body style='font-family:system-ui;max-width:40rem;margin:2rem auto;padding:0 1rem'>"
-        f"<nav><a href=/>Home</a> · <a href=/account>Account</a> · <a href=/transfer>Transfer</a> · "
-        f"<a href=/login>Sign in</a> · <form method=post action=/logout style=display:inline>"
-        f"<button>Sign out</button></form></nav><h1>{title}</h1>{body}</body></html>",
+        f"<link rel=icon href='data:,'><link rel=stylesheet href={settings.prefix}/static/voice2fa.css>"
+        "<main class=v2fa-card><nav class=v2fa-nav><a href=/>Home</a> <a href=/account>Account</a> "
+        "<a href=/transfer>Transfer</a> <a href=/login>Sign in</a> <form method=post action=/logout>"
+        f"<button class=v2fa-link>Sign out</button></form></nav><h1>{title}</h1>{body}</main>",
         status_code=status,
     )
 
@@ -54,10 +55,10 @@ async def home(request: Request) -> Response:
 async def login(request: Request) -> Response:
     next_url = safe_next(request.query_params.get("next")) or "/account"
     form = (
-        f"<form method=post action='/login?next={html.escape(next_url)}'>"
+        f"<form class=v2fa-form method=post action='/login?next={html.escape(next_url)}'>"
         "<p><label>Username <input name=username autocomplete=username required></label></p>"
         "<p><label>Password <input name=password type=password autocomplete=current-password required></label></p>"
-        "<p><button>Sign in</button></p></form><p>Demo account: demo / demo</p>"
+        "<button class=v2fa-primary>Sign in</button></form><p class=v2fa-hint>Demo account: demo / demo</p>"
     )
     if request.method == "GET":
         return page("Sign in", form)
@@ -67,7 +68,7 @@ async def login(request: Request) -> Response:
         request.session.clear()  # a new session on sign-in: no fixation
         request.session["user"] = username
         return RedirectResponse(next_url, status_code=303)
-    return page("Sign in", "<p role=alert>Wrong username or password.</p>" + form, status=401)
+    return page("Sign in", "<p class=v2fa-error role=alert>Wrong username or password.</p>" + form, status=401)
 
 
 def same_site(request: Request) -> bool:

@@ -20,7 +20,11 @@ REQUIRED = {
     "voice2fa_middleware/static/voice2fa.css",
     "voice2fa_middleware/static/voice2fa.js",
     "voice2fa_middleware/static/devphone.js",
+    "voice2fa_middleware/locale/voice2fa.pot",
 }
+# The compiled catalog of each language (gettext reads them at run time; the .po stay out).
+LOCALES = ("en", "es", "fr", "de", "pt_BR", "it", "nl", "ja", "zh_CN", "hi")
+REQUIRED |= {f"voice2fa_middleware/locale/{locale}/LC_MESSAGES/voice2fa.mo" for locale in LOCALES}
 
 
 def main(path: str) -> int:
@@ -30,6 +34,8 @@ def main(path: str) -> int:
         top = name.split("/")[0]
         if top not in ("voice2fa_middleware",) and not top.endswith(".dist-info"):
             problems.append(f"does not belong in the wheel: {name}")
+        elif name.endswith(".po"):
+            problems.append(f"a catalog source, not needed at run time: {name}")
     metadata = next((n for n in names if n.endswith(".dist-info/entry_points.txt")), None)
     if metadata is None or "voice2fa_middleware.pytest_plugin" not in zipfile.ZipFile(path).read(metadata).decode():
         problems.append("the pytest11 entry point is missing")

@@ -57,7 +57,10 @@ def test_no_import_cycle_not_even_a_typing_only_one() -> None:
 # The layers, lowest first, as the README's "How the code is organised" table lists them: a
 # module imports only modules of its own layer or of layers before it.
 LAYERS = [
-    ["_errors", "_audit", "_urls", "_crypto", "_phone", "_i18n", "_laml", "_webhooks", "_carrier", "_telemetry"],
+    [
+        "_errors", "_audit", "_urls", "_crypto", "_phone", "_messages", "_i18n", "_laml", "_webhooks", "_carrier",
+        "_telemetry",
+    ],
     ["_redis_scripts", "_redis_connect", "_breaker"],
     ["_settings"],
     ["_store"],

@@ -61,11 +61,11 @@ def test_remember_can_be_turned_off_and_sign_out_shown(harness_factory: Callable
 def test_verify_page_speaks_the_users_language(harness: Harness) -> None:
     with harness.client(headers={"accept-language": "de-DE,de;q=0.9"}) as c:
         r = c.get("/account", follow_redirects=True)
-        assert '<html lang="de">' in r.text and "Bestätigungscode" in r.text and "•••• 0143" in r.text
+        assert '<html lang="de">' in r.text and "Bestätigungscode" in r.text and "••••\u00a00143" in r.text
         harness.double.wait_for_calls(1)
         call = harness.double.calls[0]
         assert "Taste" in call.says[0] and "Ihr Bestätigungscode lautet" in call.says[1]
-    with harness.client(headers={"accept-language": "ja"}) as c:
+    with harness.client(headers={"accept-language": "sv"}) as c:
         assert "Verify it" in c.get("/account", follow_redirects=True).text  # unknown: English
 
 
@@ -97,3 +97,27 @@ def test_verify_page_tells_when_the_call_failed(
         assert status["call_status"] == outcome and status["resend_in"] > 0
         page = c.get(first.headers["location"])
         assert text in page.text
+
+
+def test_help_link_on_every_page_and_error_pages_offer_ways_forward(harness_factory: Callable[..., Harness]) -> None:
+    h = harness_factory(help_url="/help", logout_url="/logout")
+    with h.client() as c:
+        h.challenge(c)
+        page = c.get("/voice2fa/verify?next=/account")
+        assert '<a href="/help">Help and contact</a>' in page.text
+        r = c.post("/voice2fa/resend", data={"csrf_token": "wrong", "next": "/account"})
+        assert r.status_code == 403
+        assert '<a href="/help">Help and contact</a>' in r.text
+        assert 'id="v2fa-again" href="/account">Try again</a>' in r.text
+        assert '<a class="v2fa-link" href="/">Back to the home page</a>' in r.text
+        assert re.search(r'<form method="post" action="/logout\?voice2fa=signout">', r.text)
+
+
+@pytest.mark.parametrize("url", ["http://example.com/help", "javascript:alert(1)", "//evil.example/help", "help"])
+def test_help_url_must_be_a_path_here_or_https(url: str) -> None:
+    from voice2fa_middleware import ConfigurationError, Voice2FASettings
+
+    with pytest.raises(ConfigurationError, match="help_url"):
+        Voice2FASettings(help_url=url)
+    assert Voice2FASettings(help_url="https://help.example.com/voice").help_url
+    assert Voice2FASettings.from_env({"VOICE2FA_HELP_URL": "/help"}, env_file=None).help_url == "/help"

@@ -14,6 +14,7 @@ from ._errors import (
     Voice2FAError,
 )
 from ._handle import Voice2FAHandle
+from ._i18n import Translations
 from ._memory_store import MemoryStore
 from ._middleware import Voice2FAMiddleware
 from ._proofs import forget_verification
@@ -51,6 +52,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreFullError",
+    "Translations",
     "VerificationRequired",
     "Voice2FAError",
     "Voice2FAHandle",

@@ -45,6 +45,7 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)  # failed before the requ
 _REFUSED = (429, 503)  # SignalWire's documented "not now": the call was not created
 _CREDENTIALS = (401, 403)
 _GRACE = 0.25  # seconds past the deadline before an attempt is cut short (httpx's own timeouts fire first)
+_MIN_TRY = 0.1  # seconds: the least time left worth another try (and at least twice what the last one took)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -87,8 +88,10 @@ class SignalWireCaller:
     Retries: only when the call surely was not made (no connection; 429 or 503), after
     ``backoff`` s doubled per try up to ``max_backoff`` (jittered: half to all of it) or the
     ``Retry-After`` asked for, within ``deadline`` s in all (default ``timeout``, which bounds
-    each step of one try; keep it under the page's patience, ``call_timeout`` + 1 s). After
-    the request may have left, never: ``CallError(maybe_placed=True)``.
+    each step of one try; keep it under the page's patience, ``call_timeout`` + 1 s), and only
+    while twice what the last try took (0.1 s at least) is left after the pause: a try the
+    deadline cuts short after its request left would leave the call in doubt. After the
+    request may have left, never: ``CallError(maybe_placed=True)``.
 
     Circuit breaker (per caller, so per process): ``failure_threshold`` failed tries in a row
     (no connection, timeout, 5xx, 429, bad answer, 401/403) make calls raise
@@ -148,7 +151,7 @@ class SignalWireCaller:
         deadline = anyio.current_time() + self._deadline
         tries = 0
         while True:
-            trial = self._breaker.admit()
+            trial, began = self._breaker.admit(), anyio.current_time()
             try:
                 result = await self._try(form, deadline)
             finally:
@@ -158,7 +161,10 @@ class SignalWireCaller:
                 return result
             step = min(self._max_backoff, self._backoff * 2**tries)
             pause = max(step / 2 + _jitter.uniform(0, step / 2), result.retry_after or 0.0)
-            if self._breaker.state == "open" or anyio.current_time() + pause >= deadline:
+            # A try cut short by the deadline after its request left would leave the call in
+            # doubt (maybe_placed): retry only if it has the time the last try took, twice over.
+            now = anyio.current_time()
+            if self._breaker.state == "open" or now + pause + max(_MIN_TRY, 2 * (now - began)) >= deadline:
                 raise result  # calls are now paused, or no time is left for another try
             await anyio.sleep(pause)
             tries += 1

@@ -20,6 +20,8 @@ from ._webhooks import compute_signature
 logger = logging.getLogger("voice2fa.carrier")
 
 FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+# Single ASCII digits, each apart from the next by a comma or an ideographic comma (any language).
+_SPOKEN_DIGITS = re.compile(r"(?<![0-9])[0-9](?:\s*[,、，]\s*[0-9](?![0-9]))+")
 
 
 @dataclass
@@ -33,6 +35,8 @@ class SimulatedCall:
     status_callback: str | None
     account_sid: str = ""
     says: list[str] = field(default_factory=list)
+    say_languages: list[str] = field(default_factory=list)
+    """The ``language`` of each ``<Say>``, in the order of ``says``."""
     statuses: list[str] = field(default_factory=list)
     laml_status_codes: list[int] = field(default_factory=list)
     status_callback_codes: list[int] = field(default_factory=list)
@@ -40,11 +44,13 @@ class SimulatedCall:
     done: bool = False
 
     def code(self, digits: int | None = None) -> str | None:
-        """The code spoken in the call: the digits of the first ``<Say>`` made of a code."""
+        """The code spoken in the call: the first ``<Say>`` run of digits read one at a time
+        ("0, 1, 2" or "0、1、2"), of ``digits`` digits (6 or more if not given)."""
         for text in self.says:
-            found = "".join(re.findall(r"[0-9]", text))
-            if len(found) >= 6 and (digits is None or len(found) == digits):
-                return found
+            runs = [re.sub(r"[^0-9]", "", run) for run in _SPOKEN_DIGITS.findall(text)]
+            for found in [*runs, "".join(re.findall(r"[0-9]", text))]:
+                if (len(found) == digits) if digits is not None else (len(found) >= 6):
+                    return found
         return None
 
 
@@ -120,10 +126,12 @@ def _play(document: str, call: SimulatedCall, presses_left: list[str]) -> tuple[
     for verb in root:
         if verb.tag == "Say":
             call.says.append((verb.text or "").strip())
+            call.say_languages.append(verb.get("language", ""))
         elif verb.tag == "Gather":
             for inner in verb:
                 if inner.tag == "Say":
                     call.says.append((inner.text or "").strip())
+                    call.say_languages.append(inner.get("language", ""))
             if presses_left and verb.get("action"):
                 return verb.get("action"), presses_left.pop(0)
         elif verb.tag == "Redirect" and verb.text:

@@ -61,7 +61,7 @@ class Challenger:
             return await self._start(request, identity, next_url, language)
         except StoreError as exc:
             logger.error("voice2fa: store unavailable, failing closed: %s", exc)
-            return ctx.error(request, 503, "store", language=language, retry_after=5)
+            return ctx.error(request, 503, "store", language=language, retry_after=5, link=next_url)
 
     def binding(self, identity: Identity, e164: str | None = None) -> str:
         """What a challenge is bound to (S23): the user, the phone called, the version."""
@@ -80,7 +80,7 @@ class Challenger:
         phone = check_phone(identity.phone, ctx.allowed_regions)
         if not phone.ok or phone.e164 is None:
             await ctx.audit("call_refused", request, identity.user_id, reason=f"phone_{phone.reason}")
-            return ctx.error(request, 403, "phone", language=language)
+            return ctx.error(request, 403, "phone", language=language, link=next_url, reason=phone.reason)
         binding = self.binding(identity, phone.e164)
         paused = getattr(ctx.caller, "paused_for", None)
         if paused is not None and (left := paused()) > 0:
@@ -90,7 +90,9 @@ class Challenger:
             if live is None or live.binding != binding:
                 user_id = identity.user_id
                 await ctx.audit("call_failed", request, user_id, provider_status=0, reason="provider_unavailable")
-                return ctx.error(request, 503, "provider_unavailable", language=language, retry_after=left)
+                return ctx.error(
+                    request, 503, "provider_unavailable", language=language, retry_after=left, link=next_url
+                )
         # The challenge this visit would start, its first call installed: one step of the
         # store either returns the user's live challenge (a second visit, another tab or
         # browser: no second call) or checks the lockout, charges the budgets and saves it.
@@ -120,7 +122,7 @@ class Challenger:
         )
         if started.locked_for:
             await ctx.audit("call_refused", request, identity.user_id, reason="lockout")
-            return ctx.error(request, 429, "locked", language=language, retry_after=started.locked_for)
+            return ctx.error(request, 429, "locked", language=language, retry_after=started.locked_for, link=next_url)
         if started.wait or started.challenge is None:
             return await self._refused(request, identity.user_id, user_tag, phone.e164, started.wait or 1.0)
         if not started.created:
@@ -217,7 +219,10 @@ class Challenger:
                 if scope in ("all", "phone"):  # shared budgets: an operator should look
                     logger.warning("voice2fa: the %s call budget is spent for %d s", scope, left)
                 await ctx.audit("budget_exhausted", request, user_id, budget=scope, limit=bucket.limit)
-        return ctx.error(request, 429, "rate_limited", retry_after=wait)
+        back = (
+            ctx.pending_next(request) if request.method == "POST" else bounded_next(request.url.path, request.url.query)
+        )
+        return ctx.error(request, 429, "rate_limited", retry_after=wait, link=back)
 
     async def remember_phone(self, user_tag: str, e164: str) -> None:
         """After a verification: this user holds this phone (their calls get their own budgets)."""
@@ -258,7 +263,7 @@ class Challenger:
             return ctx.error(request, 400, "no_challenge", link=ctx.pending_next(request))
         if granted > 0:
             await ctx.audit("call_refused", request, user_id, reason="cooldown")
-            return ctx.error(request, 429, "rate_limited", retry_after=granted)
+            return ctx.error(request, 429, "rate_limited", retry_after=granted, link=ctx.pending_next(request))
         return await self._dial(request, challenge, nonce, user_id, first=False)
 
     async def _dial(

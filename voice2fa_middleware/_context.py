@@ -27,7 +27,7 @@ from ._audit import AuditEvent, AuditHook, EventKind, emit
 from ._callers import Caller, ConsoleCaller, SignalWireCaller
 from ._crypto import Keyring
 from ._errors import ConfigurationError, StoreError
-from ._i18n import negotiate, normalize_language, translate
+from ._i18n import Translations
 from ._laml import LamlBuilder
 from ._memory_store import MemoryStore
 from ._pages import Pages, json_response
@@ -99,8 +99,10 @@ class Context:
         clock: Callable[[], float] = time.time,
         meter_provider: Any = None,
         tracer_provider: Any = None,
+        translations: Translations | str | Path | Sequence[str | Path] = (),
     ) -> None:
         self.settings = s = settings
+        self.translations = tr = translations if isinstance(translations, Translations) else Translations(translations)
         self.telemetry = Telemetry(meter_provider=meter_provider, tracer_provider=tracer_provider)
         self._tasks: set[asyncio.Task[None]] = set()
         self.identify = identify
@@ -111,8 +113,8 @@ class Context:
         self.on_event = on_event
         self.select_language = select_language
         self.prefix = s.prefix
-        self.pages = Pages(template_dirs)
-        self.laml = LamlBuilder(voice=s.voice, app_name=s.app_name)
+        self.pages = Pages(template_dirs, tr, help_url=s.help_url, logout_url=s.logout_url)
+        self.laml = LamlBuilder(voice=s.voice, app_name=s.app_name, translations=tr)
         self.allowed_regions: frozenset[str] | None = (
             frozenset(r.upper() for r in s.allowed_countries)
             if s.allowed_countries is not None
@@ -174,8 +176,8 @@ class Context:
         if self.select_language is not None:
             chosen = self.select_language(conn)
             if chosen:
-                return normalize_language(chosen, self.settings.default_language)
-        return negotiate(conn.headers.get("accept-language"), self.settings.default_language)
+                return self.translations.normalize_language(chosen, self.settings.default_language)
+        return self.translations.negotiate(conn.headers.get("accept-language"), self.settings.default_language)
 
     @staticmethod
     def wants_json(conn: HTTPConnection) -> bool:
@@ -300,14 +302,20 @@ class Context:
         language: str | None = None,
         retry_after: float | None = None,
         link: str | None = None,
+        reason: str | None = None,
         **extra: Any,
     ) -> Response:
-        """The page (or JSON body, for API clients) of an error code."""
+        """The page (or JSON body, for API clients) of an error code: what happened, when it
+        can be retried (a countdown), and the ways forward (``link``: try again)."""
         language = language or self.language(conn)
         headers = {"retry-after": str(max(1, int(retry_after + 0.999)))} if retry_after else None
-        minutes = max(1, int((retry_after or 0) / 60 + 0.999))
         seconds = max(1, int((retry_after or 0) + 0.999))
-        text = translate(language, f"error.{error}", minutes=minutes, seconds=seconds)
+        tr = self.translations
+        key = f"error.{error}_{reason}" if error == "phone" and reason == "country" else f"error.{error}"
+        duration = tr.format_duration(seconds, language)
+        text = tr.translate(language, key, duration=duration)
+        if retry_after and "{duration}" not in tr.gettext(language, key):  # say when, always
+            text += " " + tr.translate(language, "error.retry", duration=duration)
         if self.wants_json(conn):
             body = {"error": error, "message": text, **extra}
             if retry_after:
@@ -321,6 +329,7 @@ class Context:
             error=error,
             text=text,
             link=link,
+            wait=seconds if retry_after else 0,
             headers=headers,
         )
 

@@ -8,6 +8,11 @@ to the signed-in user's own phone: another account on the same machine sees none
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from itsdangerous import BadData
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,6 +22,19 @@ from ._context import Context
 from ._pages import json_response, text_response
 from ._phone import check_phone
 from ._settings import is_loopback_host
+
+# A code read one digit at a time ("1, 2, 3" or "1、2、3"): kept on one line on the page.
+_CODE_RUN = re.compile(r"[0-9](?:\s*[,、，]\s*[0-9](?![0-9]))+")
+
+
+def say_parts(text: str) -> list[tuple[str, bool]]:
+    """``text`` cut into (part, is_a_code) pieces."""
+    parts: list[tuple[str, bool]] = []
+    at = 0
+    for run in _CODE_RUN.finditer(text):
+        parts += [(text[at : run.start()], False), (run.group(), True)]
+        at = run.end()
+    return [p for p in [*parts, (text[at:], False)] if p[0]]
 
 
 class DevEndpoints:
@@ -44,6 +62,33 @@ class DevEndpoints:
         phone = check_phone(identity.phone, None).e164 or identity.phone
         return [c for c in caller.calls if c.to == phone]
 
+    def _placed_at(self, call: SimulatedCall) -> float | None:
+        """When the call was placed (Unix time): the time its signed call script URL was made."""
+        try:
+            _value, when = self.ctx.keys.call.loads(call.url.rsplit("/", 1)[-1], return_timestamp=True)
+        except (BadData, ValueError):
+            return None
+        return float(when.timestamp())
+
+    def _described(self, calls: list[SimulatedCall]) -> list[dict[str, Any]]:
+        """The calls, oldest first, numbered as they happened (the page shows the newest first),
+        with when they were placed (UTC here; the page's script shows the browser's local time)."""
+        return [
+            {
+                "number": number,
+                "at": at,
+                "at_utc": datetime.fromtimestamp(at, timezone.utc).isoformat() if at else None,
+                "sid": c.sid,
+                "to": c.to,
+                "says": c.says,
+                "statuses": c.statuses,
+                "done": c.done,
+                "error": c.error,
+            }
+            for number, c in enumerate(calls, 1)
+            for at in [self._placed_at(c)]
+        ]
+
     async def phone(self, request: Request) -> Response:
         caller = self._console(request)
         if caller is None:
@@ -56,15 +101,12 @@ class DevEndpoints:
             language="en",
             prefix=self.ctx.mounted(request),
             signed_in=calls is not None,
-            calls=(calls or [])[::-1],
+            calls=self._described(calls or [])[::-1],
+            say_parts=say_parts,
         )
 
     async def calls(self, request: Request) -> Response:
         caller = self._console(request)
         if caller is None:
             return text_response(404, "Not Found")
-        calls = [
-            {"sid": c.sid, "to": c.to, "says": c.says, "statuses": c.statuses, "done": c.done, "error": c.error}
-            for c in await self._own_calls(request, caller) or []
-        ]
-        return json_response(200, {"calls": calls})
+        return json_response(200, {"calls": self._described(await self._own_calls(request, caller) or [])})

@@ -62,10 +62,12 @@ class OwnEndpoints:
             await self.router(scope, receive, send)
             return
         except Refused as exc:
-            response = self.ctx.error(Request(scope), exc.status, exc.error)
+            response = self.ctx.error(req := Request(scope), exc.status, exc.error, link=self.ctx.pending_next(req))
         except StoreError as exc:
             logger.error("voice2fa: store unavailable, failing closed: %s", exc)
-            response = self.ctx.error(Request(scope), 503, "store", retry_after=5)
+            response = self.ctx.error(
+                req := Request(scope), 503, "store", retry_after=5, link=self.ctx.pending_next(req)
+            )
         except HTTPException as exc:
             response = text_response(exc.status_code, exc.detail)
             response.headers.update(exc.headers or {})

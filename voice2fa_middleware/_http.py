@@ -18,9 +18,10 @@ from starlette.types import Scope
 # middleware must see exactly the cookies the app's own request.cookies sees: were the two to
 # differ, a request with two Cookie headers could be identified as one user here and served
 # as another by the app.
-_MERGES_HEADERS = HTTPConnection(
-    {"type": "http", "headers": [(b"cookie", b"a=1"), (b"cookie", b"b=2")]}
-).cookies == {"a": "1", "b": "2"}
+_MERGES_HEADERS = HTTPConnection({"type": "http", "headers": [(b"cookie", b"a=1"), (b"cookie", b"b=2")]}).cookies == {
+    "a": "1",
+    "b": "2",
+}
 
 # Raw Cookie header -> parsed cookies. Bounded in entries and in the size of what it keeps:
 # at most _MAX_ENTRIES headers of up to _MAX_HEADER bytes (about 4 MiB with their parses).

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from ._i18n import APP_NAME_FORMAT, SPEECH_LANGUAGES, spoken_digits, translate
+from ._i18n import DEFAULT_TRANSLATIONS, Translations, spoken_digits
 
 
 class LamlBuilder:
-    def __init__(self, *, voice: str | None, app_name: str) -> None:
+    def __init__(self, *, voice: str | None, app_name: str, translations: Translations | None = None) -> None:
         self.voice = voice
         self.app_name = app_name
+        self.translations = translations or DEFAULT_TRANSLATIONS
 
     def _say(self, parent: ET.Element, text: str, language: str) -> None:
-        attrs = {"language": SPEECH_LANGUAGES.get(language, "en-US")}
+        attrs = {"language": self.translations.speech_language(language)}
         if self.voice:
             attrs["voice"] = self.voice
         ET.SubElement(parent, "Say", attrs).text = text
@@ -39,7 +40,8 @@ class LamlBuilder:
     def answer(self, *, action: str, language: str) -> str:
         """Ask for a key press before anything secret is said."""
         root = ET.Element("Response")
-        app = APP_NAME_FORMAT.get(language, " from {name}").format(name=self.app_name) if self.app_name else ""
+        translate = self.translations.translate
+        app = translate(language, "say.app", name=self.app_name) if self.app_name else ""
         gather = self._gather(root, action, timeout=10)
         self._say(gather, translate(language, "say.intro", app=app), language)
         self._say(root, translate(language, "say.no_key"), language)
@@ -49,6 +51,7 @@ class LamlBuilder:
     def code(self, *, code: str, action: str, language: str) -> str:
         """Speak the code twice, offer a repeat, say goodbye, hang up."""
         root = ET.Element("Response")
+        translate = self.translations.translate
         digits = spoken_digits(code, language)
         self._say(root, translate(language, "say.code", digits=digits), language)
         ET.SubElement(root, "Pause", {"length": "1"})
@@ -61,7 +64,8 @@ class LamlBuilder:
 
     def goodbye(self, *, language: str, expired: bool = False) -> str:
         root = ET.Element("Response")
-        self._say(root, translate(language, "say.expired" if expired else "say.goodbye"), language)
+        text = self.translations.translate(language, "say.expired" if expired else "say.goodbye")
+        self._say(root, text, language)
         ET.SubElement(root, "Hangup")
         return self._render(root)
 

@@ -24,6 +24,7 @@ from ._context import Context
 from ._endpoints import OwnEndpoints
 from ._errors import Voice2FAError
 from ._handle import Voice2FAHandle
+from ._i18n import Translations
 from ._proofs import accepts_html, no_store
 from ._protection import VerificationRequired
 from ._rules import Identify, PathRules, ProtectedPath, route_path
@@ -44,7 +45,8 @@ class Voice2FAMiddleware:
     ``Depends(VoiceTwoFactor())`` protect single routes. Everything else is in
     ``settings`` (default: ``Voice2FASettings.from_env()``). With ``opentelemetry-api``
     installed, metrics and spans go to the global providers, or to ``meter_provider`` and
-    ``tracer_provider``.
+    ``tracer_provider``. ``translations``: directories of the app's own catalogs (or a
+    ``Translations``), merged over ours: more languages, or other words for any message.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class Voice2FAMiddleware:
         clock: Callable[[], float] = time.time,
         meter_provider: Any = None,
         tracer_provider: Any = None,
+        translations: Translations | str | Path | Sequence[str | Path] = (),
     ) -> None:
         self.app = app
         try:
@@ -78,6 +81,7 @@ class Voice2FAMiddleware:
                 clock=clock,
                 meter_provider=meter_provider,
                 tracer_provider=tracer_provider,
+                translations=translations,
             )
         except (Voice2FAError, ValueError, TypeError) as exc:
             # Inside Starlette the middleware is built on the first call, the lifespan's, and an

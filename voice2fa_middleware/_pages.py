@@ -13,7 +13,7 @@ import jinja2
 from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from ._i18n import translate
+from ._i18n import DEFAULT_TRANSLATIONS, Translations
 
 # Pages that carry challenge state are never cached (S15) nor framed, and run only our
 # own script and style.
@@ -31,7 +31,17 @@ SECURITY_HEADERS = {
 
 
 class Pages:
-    def __init__(self, template_dirs: Sequence[str | Path] = ()) -> None:
+    def __init__(
+        self,
+        template_dirs: Sequence[str | Path] = (),
+        translations: Translations | None = None,
+        *,
+        help_url: str | None = None,
+        logout_url: str | None = None,
+    ) -> None:
+        self.translations = translations or DEFAULT_TRANSLATIONS
+        self.help_url = help_url
+        self.logout_url = logout_url
         loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader([str(d) for d in template_dirs])]
         loaders.append(jinja2.PackageLoader("voice2fa_middleware", "templates"))
         self.env = jinja2.Environment(
@@ -52,9 +62,19 @@ class Pages:
         self, template: str, *, status: int, language: str, headers: Mapping[str, str] | None = None, **context: Any
     ) -> HTMLResponse:
         def t(key: str, **values: object) -> str:
-            return translate(language, key, **values)
+            return self.translations.translate(language, key, **values)
 
-        body = self.env.get_template(template).render(t=t, lang=language, **context)
+        request = context.get("request")
+        root: str = request.scope.get("root_path", "") if isinstance(request, HTTPConnection) else ""
+        body = self.env.get_template(template).render(
+            t=t,
+            lang=language,
+            # On every page: the app's home page, its sign-out and help pages (as the browser sees them).
+            v2fa_home=root + "/",
+            v2fa_logout=root + self.logout_url if self.logout_url else None,
+            v2fa_help=root + self.help_url if self.help_url and self.help_url.startswith("/") else self.help_url,
+            **context,
+        )
         response = HTMLResponse(body, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
         response.headers["content-language"] = language
         return response
@@ -69,8 +89,10 @@ class Pages:
         text: str,
         request: HTTPConnection,
         link: str | None = None,
+        wait: int = 0,
         headers: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
+        """An error page: ``text``, a countdown of ``wait`` seconds, and the ways forward."""
         return self.html(
             "voice2fa/message.html",
             status=status,
@@ -81,7 +103,15 @@ class Pages:
             error=error,
             text=text,
             link=link,
+            wait=wait,
+            clock=clock(wait),
         )
+
+
+def clock(seconds: int) -> str:
+    """A countdown as a clock: ``58:00``, ``1:02:03`` (the page's script ticks it down)."""
+    hours, rest = divmod(max(0, seconds), 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def json_response(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:

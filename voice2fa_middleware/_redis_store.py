@@ -37,11 +37,14 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+def _key_slot(key: bytes) -> int:
+    from redis.crc import key_slot
+
+    return key_slot(key)
+
+
 def _limits(buckets: Sequence[Bucket]) -> list[int]:
-    args: list[int] = []
-    for b in buckets:
-        args += [b.limit, b.window * 1000]
-    return args
+    return [n for b in buckets for n in (b.limit, b.window * 1000)]
 
 
 class RedisStore:
@@ -119,9 +122,7 @@ class RedisStore:
 
     @staticmethod
     def _slot(key: str) -> int:
-        from redis.crc import key_slot
-
-        return key_slot(key.encode())
+        return _key_slot(key.encode())
 
     async def _ready(self) -> None:
         async with self._warming:

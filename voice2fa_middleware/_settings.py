@@ -7,6 +7,7 @@ import difflib
 import ipaddress
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,6 +117,8 @@ class Voice2FASettings:
     responses (default), on every response, or never. An app's own Cache-Control is kept."""
     logout_url: str | None = None
     """Shown on the verify page as "Sign out" (a POST form), when set."""
+    help_url: str | None = None
+    """A help or contact page, linked from every page when set: a path here or an https URL."""
     trusted_proxies: Sequence[str] = ()
     """Addresses or networks whose ``X-Forwarded-For`` is believed."""
 
@@ -319,6 +322,10 @@ class Voice2FASettings:
                 )
         if self.logout_url is not None and safe_next(self.logout_url) is None:
             problems.append("logout_url must be a path on this site, such as /logout")
+        if self.help_url is not None and not (
+            safe_next(self.help_url) or re.fullmatch(r"https://[\w.-]+(:\d+)?([/?#][!-\[\]-~]*)?", self.help_url, re.A)
+        ):
+            problems.append("help_url must be a path on this site (/help) or an https:// URL")
         if self.protected_no_store not in ("html", "always", "never"):
             problems.append("protected_no_store must be 'html', 'always' or 'never'")
         if self.cookie_path is not None and (

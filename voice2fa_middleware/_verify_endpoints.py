@@ -9,7 +9,6 @@ from starlette.responses import RedirectResponse, Response
 
 from ._challenge import Challenger
 from ._forms import Refused, check_csrf, is_same_site, read_form
-from ._i18n import MESSAGES, translate
 from ._pages import json_response, script_json
 from ._phone import mask
 from ._rules import Identity
@@ -28,9 +27,12 @@ class VerifyEndpoints:
         self.challenger = challenger
         self.ctx = ctx = challenger.ctx
         self.settings = ctx.settings
+        tr = ctx.translations
         self._status_labels = {
-            lang: script_json({k.rsplit(".", 1)[1]: v for k, v in table.items() if k.startswith("page.status.")})
-            for lang, table in MESSAGES.items()
+            lang: script_json(
+                {k.rsplit(".", 1)[1]: v for k, v in tr.messages(lang).items() if k.startswith("page.status.")}
+            )
+            for lang in tr.languages
         }
 
     async def _form_with_csrf(self, request: Request) -> tuple[dict[str, str], dict[str, str], Identity]:
@@ -61,7 +63,9 @@ class VerifyEndpoints:
         ch = await ctx.run(ctx.store.get(pending["c"]))
         if identity is None or ch is None or not ctx.keys.tag_matches("user", identity.user_id, ch.user_tag):
             return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
-        notice = translate(language, "page.sent") if request.query_params.get("sent") == "1" else None
+        notice = (
+            self.ctx.translations.translate(language, "page.sent") if request.query_params.get("sent") == "1" else None
+        )
         return self._render(request, pending, ch, next_url, language, status=200, notice=notice)
 
     def _render(
@@ -89,7 +93,7 @@ class VerifyEndpoints:
             digits=self.settings.code_digits,
             error=error,
             notice=notice,
-            status_text=translate(language, f"page.status.{call_status}"),
+            status_text=self.ctx.translations.translate(language, f"page.status.{call_status}"),
             status_labels=self._status_labels.get(language, self._status_labels["en"]),
             resend_in=self.challenger.resend_in(ch),
             remember_days=self.settings.remember_days,
@@ -106,7 +110,7 @@ class VerifyEndpoints:
         user_tag = pending["u"]
         locked = await self.challenger.locked_for(user_tag, ctx.now())
         if locked:
-            return ctx.error(request, 429, "locked", language=language, retry_after=locked)
+            return ctx.error(request, 429, "locked", language=language, retry_after=locked, link=next_url)
         raw = form.get("code", "")
         code = _SEPARATORS.sub("", raw) if isinstance(raw, str) else ""
         if not code.isascii() or not _CODE_RE.fullmatch(code) or len(code) != s.code_digits:
@@ -118,7 +122,7 @@ class VerifyEndpoints:
             ctx.store.reserve_attempt(pending["c"], s.max_attempts, lockout=lockout, now=ctx.now())
         )
         if reserved.locked_for:
-            return ctx.error(request, 429, "locked", language=language, retry_after=reserved.locked_for)
+            return ctx.error(request, 429, "locked", language=language, retry_after=reserved.locked_for, link=next_url)
         ch = reserved.challenge
         if ch is None or ch.user_tag != user_tag:
             return self._invalid(request, 0, language, None, None, next_url)
@@ -137,7 +141,9 @@ class VerifyEndpoints:
             await ctx.audit("locked", request, identity.user_id, challenge=ch.id, failures=count)
             await ctx.run(ctx.store.delete(ch.id))
             lock_left = await self.challenger.locked_for(user_tag, ctx.now())
-            return ctx.error(request, 429, "locked", language=language, retry_after=lock_left or s.lockout_window)
+            return ctx.error(
+                request, 429, "locked", language=language, retry_after=lock_left or s.lockout_window, link=next_url
+            )
         alive = left > 0
         return self._invalid(
             request, left, language, pending if alive else None, ch if alive else None, next_url, dead=not alive
@@ -178,9 +184,10 @@ class VerifyEndpoints:
         dead: bool = False,
     ) -> Response:
         """The one answer for a wrong, expired or unknown code (same status and shape)."""
-        message = translate(language, "error.dead" if dead else "error.invalid_code")
+        tr = self.ctx.translations
+        message = tr.translate(language, "error.dead" if dead else "error.invalid_code")
         if attempts_left > 0:
-            message += " " + translate(language, "error.attempts_left", n=attempts_left)
+            message += " " + tr.translate_n(language, "error.attempts_left", attempts_left, n=attempts_left)
         if self.ctx.wants_json(request):
             return json_response(400, {"error": "invalid_code", "message": message, "attempts_left": attempts_left})
         if pending is not None and ch is not None:
@@ -227,11 +234,18 @@ class VerifyEndpoints:
         locked = await challenger.locked_for(ch.user_tag, now)
         if locked:
             await ctx.audit("call_refused", request, identity.user_id, reason="lockout")
-            return ctx.error(request, 429, "locked", language=language, retry_after=locked)
+            return ctx.error(request, 429, "locked", language=language, retry_after=locked, link=next_url)
         wait = challenger.resend_in(ch)
         if wait > 0:
             await ctx.audit("call_refused", request, identity.user_id, reason="cooldown")
-            return ctx.error(request, 429, "rate_limited", language=language, retry_after=wait)
+            return ctx.error(
+                request,
+                429,
+                "rate_limited",
+                language=language,
+                retry_after=wait,
+                link=ctx.verify_url(request, next_url),
+            )
         refused = await challenger.take_budget(request, identity.user_id, ch.user_tag, ch.phone)
         if refused is not None:
             return refused

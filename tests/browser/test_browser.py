@@ -6,8 +6,6 @@ Debian package; CI installs it, and locally these tests skip without it.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,36 +14,10 @@ import pytest
 
 from voice2fa_middleware.testing import SignalWireDouble, port_for_later
 
-from ..conftest import ROOT, SECRET, example_env, wrong_for
+from ..conftest import SECRET, example_env, wrong_for
+from .conftest import new_page, shot
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("VOICE2FA_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("VOICE2FA_ARTIFACTS", ROOT / "test-artifacts"))
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the test extra)")
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is required in CI (apt-get install chromium)")
-        pytest.skip("Chromium not found: apt-get install chromium")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -54,13 +26,6 @@ def site(uvicorn_factory: Callable[..., Any]) -> Iterator[tuple[str, SignalWireD
         port = port_for_later()
         app = uvicorn_factory("examples.starlette_app:app", example_env(double, port), port=port)
         yield app.url, double
-
-
-def new_page(browser: Any, base: str, **context: Any) -> Any:
-    ctx = browser.new_context(base_url=base, bypass_csp=True, **context)
-    page = ctx.new_page()
-    page.set_default_timeout(15_000)
-    return page
 
 
 def sign_in_and_open_account(page: Any) -> None:
@@ -79,15 +44,11 @@ def open_verify(browser: Any, base: str, **context: Any) -> Any:
     return page
 
 
-def shot(page: Any, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
 def test_whole_flow_in_chromium(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
     base, double = site
     page = open_verify(browser, base)
     assert page.get_by_role("heading", name="Verify it's you").is_visible()
-    assert "•••• 0143" in page.content()
+    assert "••••\u00a00143" in page.locator(".v2fa-lead").inner_text()  # kept on one line
     page.wait_for_function("document.getElementById('v2fa-status-text').textContent.includes('ended')")
     shot(page, "verify-desktop")
     code = double.wait_for_code()

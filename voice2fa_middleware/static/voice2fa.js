@@ -1,5 +1,36 @@
 (function () {
   "use strict";
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function clock(s) {
+    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), rest = s % 60;
+    return h ? h + ":" + pad(m) + ":" + pad(rest) : m + ":" + pad(rest);
+  }
+  // An error page: count down to when trying again can work, then offer it.
+  var box = document.getElementById("v2fa-wait");
+  if (box) {
+    var shown = document.getElementById("v2fa-wait-clock");
+    var ready = document.getElementById("v2fa-wait-ready");
+    var again = document.getElementById("v2fa-again");
+    var end = Date.now() + parseInt(box.getAttribute("data-wait") || "0", 10) * 1000;
+    if (again) {
+      again.addEventListener("click", function (e) {
+        if (again.getAttribute("aria-disabled") === "true") e.preventDefault();
+      });
+    }
+    var countDown = function () {
+      var rest = Math.max(0, Math.ceil((end - Date.now()) / 1000));
+      if (rest > 0) {
+        shown.textContent = shown.getAttribute("data-template").replace("{t}", clock(rest));
+        if (again) again.setAttribute("aria-disabled", "true");
+        window.setTimeout(countDown, ((end - Date.now()) % 1000 || 1000) + 5);
+      } else {
+        shown.hidden = true;
+        ready.textContent = ready.getAttribute("data-text");
+        if (again) again.removeAttribute("aria-disabled");
+      }
+    };
+    countDown();
+  }
   var config = document.getElementById("v2fa-config");
   if (!config) return;
   var code = document.getElementById("v2fa-code");
@@ -10,17 +41,21 @@
   var resend = document.getElementById("v2fa-resend");
   var wait = document.getElementById("v2fa-resend-wait");
   var template = wait ? wait.getAttribute("data-template") : "";
+  var templateOne = wait ? (wait.getAttribute("data-template-one") || template) : "";
   var left = resend ? parseInt(resend.getAttribute("data-wait") || "0", 10) : 0;
   function tick() {
     if (!resend) return;
     if (left > 0) {
       resend.disabled = true;
-      wait.textContent = template.replace("{s}", String(left));
+      wait.textContent = (left === 1 ? templateOne : template).replace("{s}", String(left));
+      wait.classList.remove("v2fa-spent");
       left -= 1;
       window.setTimeout(tick, 1000);
     } else {
+      // Hidden, not emptied: the line keeps its room, so nothing on the page moves.
       resend.disabled = false;
-      wait.textContent = "";
+      resend.removeAttribute("aria-describedby");
+      wait.classList.add("v2fa-spent");
     }
   }
   tick();

@@ -1,0 +1,110 @@
+"""Every text of the pages and the call, in English: the source of the gettext catalogs.
+
+Each entry is keyed by the name the code uses (``"page.title"``), which is also the entry's
+``msgctxt`` in the catalogs, so an English wording change never mixes two messages up.
+A plural entry has exactly one placeholder: its count, which picks the form.
+
+``pybabel extract`` reads this file (see ``voice2fa_middleware/locale/README.md``)::
+
+    pybabel extract --no-default-keywords -k message:1c,2 -k plural:1c,2,3 ...
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Message(NamedTuple):
+    key: str
+    singular: str
+    plural: str | None = None
+
+
+def message(key: str, text: str) -> Message:
+    return Message(key, text)
+
+
+def plural(key: str, singular: str, plural: str) -> Message:
+    return Message(key, singular, plural)
+
+
+_ALL = (
+    # -- the call --------------------------------------------------------------------------
+    # TRANSLATORS: put inside say.intro as {app} when the app has a name.
+    message("say.app", " from {name}"),
+    message("say.intro", "Hello. This is a verification call{app}. Press any key to hear your code."),
+    message("say.no_key", "We did not receive a key press. Goodbye."),
+    # TRANSLATORS: {digits} is the code, one digit at a time with pauses ("0, 1, 2").
+    message("say.code", "Your verification code is: {digits}."),
+    message("say.again", "Again, your code is: {digits}."),
+    message("say.repeat", "Press 1 to hear it again."),
+    message("say.goodbye", "Thank you. Goodbye."),
+    message("say.expired", "This code has expired. Please request a new call. Goodbye."),
+    # -- the verify page --------------------------------------------------------------------
+    message("page.title", "Verify it's you"),
+    # TRANSLATORS: {phone} is the masked number, such as "•••• 0143".
+    message("page.lead", "We are calling {phone}. Answer, press a key, and type the code you hear."),
+    message("page.code_label", "Verification code"),
+    plural("page.code_hint", "{digits} digit, spoken twice", "{digits} digits, spoken twice"),
+    message("page.submit", "Verify"),
+    message("page.resend", "Call me again"),
+    # TRANSLATORS: a countdown, updated every second.
+    plural(
+        "page.resend_wait",
+        "You can ask for a new call in {seconds} second.",
+        "You can ask for a new call in {seconds} seconds.",
+    ),
+    plural("page.remember", "Remember this device for {days} day", "Remember this device for {days} days"),
+    message("page.cancel", "Cancel"),
+    message("page.signout", "Sign out"),
+    # TRANSLATORS: a link to the site's help or contact page, on every page when set.
+    message("page.help", "Help and contact"),
+    message("page.status", "Call status"),
+    message("page.status.queued", "Calling…"),
+    message("page.status.initiated", "Calling…"),
+    message("page.status.ringing", "Ringing…"),
+    message("page.status.in-progress", "Answered: listen for your code."),
+    message("page.status.answered", "Answered: listen for your code."),
+    message("page.status.completed", "The call has ended."),
+    message("page.status.busy", "The line was busy. Ask for a new call."),
+    message("page.status.no-answer", "The call was not answered. Ask for a new call."),
+    message("page.status.failed", "The call could not be completed. Ask for a new call."),
+    message("page.status.canceled", "The call was canceled. Ask for a new call."),
+    message("page.sent", "We are calling you again. The previous code no longer works."),
+    # -- errors -----------------------------------------------------------------------------
+    message("error.invalid_code", "That code is not right or has expired."),
+    plural("error.attempts_left", "{n} attempt left.", "{n} attempts left."),
+    message("error.dead", "Too many wrong codes. Ask for a new call."),
+    message("error.no_challenge", "No verification is in progress, or it has expired."),
+    message("error.continue", "Start again"),
+    # TRANSLATORS: {duration} is one of the duration.* texts, such as "in 58 minutes".
+    message("error.locked", "Too many wrong codes. Try again {duration}."),
+    message("error.rate_limited", "Too many calls. Try again {duration}."),
+    message("error.call_failed", "We could not place the call."),
+    message("error.provider_unavailable", "Calls are unavailable right now."),
+    message("error.store", "Verification is unavailable right now."),
+    message("error.phone", "We cannot call the phone number on your account."),
+    message(
+        "error.phone_country",
+        "We cannot call the phone number on your account: this site does not place calls to its country.",
+    ),
+    # TRANSLATORS: added after an error that says nothing of when; {duration} as in error.locked.
+    message("error.retry", "You can try again {duration}."),
+    # TRANSLATORS: a countdown clock under the error, such as "57:58" or "1:02:03".
+    message("error.remaining", "Time left: {time}"),
+    message("error.ready", "You can try again now."),
+    message("error.try_again", "Try again"),
+    message("error.home", "Back to the home page"),
+    message("error.csrf", "This form has expired or came from another site. Reload the page and try again."),
+    message("error.bad_request", "The request could not be understood."),
+    message("error.too_large", "The request is too large."),
+    message("error.timeout", "The request took too long to arrive. Please try again."),
+    message("error.changed", "Your account's phone changed while you were verifying. Please start again."),
+    message("error.title", "Verification"),
+    # -- durations, as error.locked and error.rate_limited put them ----------------------------
+    plural("duration.seconds", "in {seconds} second", "in {seconds} seconds"),
+    plural("duration.minutes", "in {minutes} minute", "in {minutes} minutes"),
+    plural("duration.hours", "in {hours} hour", "in {hours} hours"),
+)
+
+MESSAGES: dict[str, Message] = {m.key: m for m in _ALL}
