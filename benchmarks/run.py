@@ -204,6 +204,7 @@ def workers(rounds: int, duration: int, redis_url: str, cookie: str) -> tuple[fl
                 if config == "middleware":
                     check = httpx.get(server.url + "/protected", headers=headers)
                     assert check.status_code == 200 and "set-cookie" not in check.headers, check
+                wrk(server.url + "/protected", 1, headers)  # warm-up: every worker started and answering
                 rps[config, count] = wrk(server.url + "/protected", duration, headers)[0]
             finally:
                 server.stop()
