@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -88,13 +88,32 @@ def clock() -> Monotonic:
     return Monotonic()
 
 
+OPENED: list[SignalWireCaller] = []
+
+
+def opened(caller: SignalWireCaller) -> SignalWireCaller:
+    """``caller``, closed when the test ends (see ``close_callers``)."""
+    OPENED.append(caller)
+    return caller
+
+
+@pytest.fixture(autouse=True)
+async def close_callers(anyio_backend: str) -> AsyncIterator[None]:
+    """Closes the test's callers even when it fails before its own ``aclose()``: otherwise the
+    garbage collector finds their connections open in a later test, which then fails with an
+    "unclosed transport" ResourceWarning (warnings are errors). Closing twice is harmless."""
+    yield
+    while OPENED:
+        await OPENED.pop().aclose()
+
+
 def caller_for(double: SignalWireDouble | None = None, *, url: str | None = None, **kwargs: Any) -> SignalWireCaller:
     """A caller of ``double`` (or of ``url``), with fast retries unless told otherwise."""
     options: dict[str, Any] = {"backoff": 0.05, "max_backoff": 0.2, "timeout": 5.0, **kwargs}
     if double is not None:
-        return SignalWireCaller(space=double.url, project=double.project, token=double.token, **options)
+        return opened(SignalWireCaller(space=double.url, project=double.project, token=double.token, **options))
     assert url is not None
-    return SignalWireCaller(space=url, project="p", token="t", **options)
+    return opened(SignalWireCaller(space=url, project="p", token="t", **options))
 
 
 def closed_port_url() -> str:
@@ -204,6 +223,19 @@ async def test_provider_refusing_for_good_gives_up_at_the_deadline(double: Signa
     assert info.value.status == 503 and not info.value.maybe_placed
 
 
+async def test_no_try_is_started_without_the_time_to_be_answered() -> None:
+    with SignalWireDouble(create_delay=0.35) as slow:
+        slow.fail_next(503, times=10)
+        caller = caller_for(slow, deadline=1.0, failure_threshold=100)
+        with pytest.raises(CallError) as info:
+            await place(caller)
+        await caller.aclose()
+    # Every try takes 0.35 s: a third, started some 0.8 s in, would be cut short by the deadline
+    # after its request left, and "the call may still come" where the provider refused them all.
+    assert info.value.status == 503 and not info.value.maybe_placed
+    assert 1 <= len(slow.create_requests) <= 2
+
+
 # -- never retried: the request may have left -----------------------------------------------------------
 
 
@@ -272,7 +304,7 @@ async def test_a_request_error_is_not_retried_nor_held_against_the_provider(doub
 
 async def test_rejected_credentials_are_logged_once(double: SignalWireDouble, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="voice2fa")
-    caller = SignalWireCaller(space=double.url, project=double.project, token="wrong", failure_threshold=10)
+    caller = opened(SignalWireCaller(space=double.url, project=double.project, token="wrong", failure_threshold=10))
     for _ in range(3):
         with pytest.raises(CallError) as info:
             await place(caller)
@@ -304,7 +336,9 @@ async def test_a_success_rearms_the_credentials_error(
 
 
 async def test_rejected_credentials_open_the_breaker(double: SignalWireDouble, clock: Monotonic) -> None:
-    caller = SignalWireCaller(space=double.url, project=double.project, token="wrong", failure_threshold=2, clock=clock)
+    caller = opened(
+        SignalWireCaller(space=double.url, project=double.project, token="wrong", failure_threshold=2, clock=clock)
+    )
     for _ in range(2):
         with pytest.raises(CallError):
             await place(caller)
