@@ -2,7 +2,8 @@
 
 Run:  uvicorn examples.fastapi_app:app --port 8000   (then open http://127.0.0.1:8000/)
 
-Configured only from the environment (see example.env). Sign in as demo / demo.
+Configured only from the environment (see example.env). Sign in as demo / demo (who has a
+phone number), or as new / new (who has none yet: the middleware asks for one and confirms it).
 """
 
 from __future__ import annotations
@@ -19,14 +20,21 @@ from starlette.requests import HTTPConnection
 
 from voice2fa_middleware import Identity, Voice2FAMiddleware, Voice2FASettings, VoiceTwoFactor, safe_next
 
-DEMO_USER, DEMO_PASSWORD = "demo", "demo"
+USERS = {"demo": "demo", "new": "new"}  # username -> password
 DEMO_PHONE = os.environ.get("DEMO_PHONE", "+12025550143")
+# The users' confirmed numbers: a real app keeps them in its database, the demo in memory.
+PHONES: dict[str, str] = {"demo": DEMO_PHONE}
 settings = Voice2FASettings.from_env(logout_url="/logout", app_name="the voice2fa demo")
 
 
-async def identify(conn: HTTPConnection) -> tuple[str, str] | None:
+async def identify(conn: HTTPConnection) -> tuple[str, str | None] | None:
     user = conn.session.get("user")
-    return (user, DEMO_PHONE) if user == DEMO_USER else None
+    return (user, PHONES.get(user)) if user in USERS else None
+
+
+def save_phone(user_id: str, e164: str) -> None:
+    """Called once the user typed the code of a call to ``e164`` (sync: run in a worker thread)."""
+    PHONES[user_id] = e164
 
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -36,7 +44,8 @@ def page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{title}</title>"
         f"<link rel=icon href='data:,'><link rel=stylesheet href={settings.prefix}/static/voice2fa.css>"
         "<main class=v2fa-card><nav class=v2fa-nav><a href=/>Home</a> <a href=/account>Account</a> "
-        "<a href=/transfer>Transfer</a> <a href=/login>Sign in</a> <form method=post action=/logout>"
+        "<a href=/transfer>Transfer</a> <a href=/phone>Phone</a> <a href=/login>Sign in</a> "
+        "<form method=post action=/logout>"
         f"<button class=v2fa-link>Sign out</button></form></nav><h1>{title}</h1>{body}</main>",
         status_code=status,
     )
@@ -45,7 +54,9 @@ def page(title: str, body: str, status: int = 200) -> HTMLResponse:
 app = FastAPI(title="voice2fa FastAPI demo")
 # add_middleware puts each new middleware outside the previous ones: the session must be
 # outermost because identify() reads it.
-app.add_middleware(Voice2FAMiddleware, identify=identify, protect=["/account"], settings=settings)
+app.add_middleware(
+    Voice2FAMiddleware, identify=identify, protect=["/account"], settings=settings, on_phone_confirmed=save_phone
+)
 app.add_middleware(
     SessionMiddleware,
     secret_key=settings.secret_keys[0],
@@ -56,7 +67,8 @@ LOGIN_FORM = (
     "<form class=v2fa-form method=post action='/login?next={next}'>"
     "<p><label>Username <input name=username autocomplete=username required></label></p>"
     "<p><label>Password <input name=password type=password autocomplete=current-password required></label></p>"
-    "<button class=v2fa-primary>Sign in</button></form><p class=v2fa-hint>Demo account: demo / demo</p>"
+    "<button class=v2fa-primary>Sign in</button></form>"
+    "<p class=v2fa-hint>Demo accounts: demo / demo, and new / new (no phone number yet)</p>"
 )
 
 
@@ -80,7 +92,7 @@ async def login(
     next: str = "/account",
 ) -> Response:
     target = safe_next(next) or "/account"
-    if secrets.compare_digest(username, DEMO_USER) and secrets.compare_digest(password, DEMO_PASSWORD):
+    if username in USERS and secrets.compare_digest(password, USERS[username]):
         request.session.clear()
         request.session["user"] = username
         return RedirectResponse(target, status_code=303)
@@ -126,3 +138,30 @@ async def transfer(
         "Transfer money",
         f"<p>Verified as {html.escape(identity.user_id)} within the last 5 minutes (a FastAPI dependency).</p>",
     )
+
+
+@app.get("/phone", response_class=HTMLResponse)
+async def phone(request: Request) -> Response:
+    """The account's phone settings: the number (masked) and a button to change it."""
+    user = request.session.get("user")
+    if not user:
+        return RedirectResponse("/login?next=/phone", status_code=303)
+    number = PHONES.get(user)
+    shown = f"ends in <b>{html.escape(number[-4:])}</b>" if number else "<b>not set</b>"
+    label = "Change number" if number else "Add a number"
+    return page(
+        "Phone",
+        f"<p>Your phone number for sign-in checks {shown}.</p>"
+        f"<form method=post action=/phone><button class=v2fa-primary>{label}</button></form>",
+    )
+
+
+@app.post("/phone")
+async def change_phone(request: Request) -> Response:
+    if not request.session.get("user"):
+        return RedirectResponse("/login?next=/phone", status_code=303)
+    if not same_site(request):
+        return PlainTextResponse("Forbidden: cross-site form", status_code=403)
+    # The middleware's phone page: a step-up check of the current number, then the new one.
+    response: Response = await request.scope["voice2fa"].start_enrolment(next="/phone")
+    return response

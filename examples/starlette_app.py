@@ -4,7 +4,8 @@ Run:  uvicorn examples.starlette_app:app --port 8000   (then open http://127.0.0
 
 Configured only from the environment (see example.env). With no SignalWire credentials the
 console caller plays the call locally: the code appears on the terminal and on
-http://127.0.0.1:8000/voice2fa/dev/phone. Sign in as demo / demo.
+http://127.0.0.1:8000/voice2fa/dev/phone. Sign in as demo / demo (who has a phone number), or
+as new / new (who has none yet: the middleware asks for one and confirms it with a call).
 """
 
 from __future__ import annotations
@@ -22,15 +23,23 @@ from starlette.routing import Route
 
 from voice2fa_middleware import Voice2FAMiddleware, Voice2FASettings, require_voice_2fa, safe_next
 
-DEMO_USER, DEMO_PASSWORD = "demo", "demo"
+USERS = {"demo": "demo", "new": "new"}  # username -> password
 DEMO_PHONE = os.environ.get("DEMO_PHONE", "+12025550143")
+# The users' confirmed numbers. A real app keeps them in its database; the demo keeps them
+# in memory, in each worker process ("new" starts without one).
+PHONES: dict[str, str] = {"demo": DEMO_PHONE}
 settings = Voice2FASettings.from_env(logout_url="/logout", app_name="the voice2fa demo")
 
 
-async def identify(conn: HTTPConnection) -> tuple[str, str] | None:
-    """Who is signed in: the app's own session decides; the middleware only asks."""
+async def identify(conn: HTTPConnection) -> tuple[str, str | None] | None:
+    """Who is signed in and their phone (``None``: none yet); ``None`` when nobody is."""
     user = conn.session.get("user")
-    return (user, DEMO_PHONE) if user == DEMO_USER else None
+    return (user, PHONES.get(user)) if user in USERS else None
+
+
+async def save_phone(user_id: str, e164: str) -> None:
+    """Called by the middleware once the user typed the code of a call to ``e164``."""
+    PHONES[user_id] = e164
 
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -40,7 +49,8 @@ def page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{title}</title>"
         f"<link rel=icon href='data:,'><link rel=stylesheet href={settings.prefix}/static/voice2fa.css>"
         "<main class=v2fa-card><nav class=v2fa-nav><a href=/>Home</a> <a href=/account>Account</a> "
-        "<a href=/transfer>Transfer</a> <a href=/login>Sign in</a> <form method=post action=/logout>"
+        "<a href=/transfer>Transfer</a> <a href=/phone>Phone</a> <a href=/login>Sign in</a> "
+        "<form method=post action=/logout>"
         f"<button class=v2fa-link>Sign out</button></form></nav><h1>{title}</h1>{body}</main>",
         status_code=status,
     )
@@ -58,13 +68,14 @@ async def login(request: Request) -> Response:
         f"<form class=v2fa-form method=post action='/login?next={html.escape(next_url)}'>"
         "<p><label>Username <input name=username autocomplete=username required></label></p>"
         "<p><label>Password <input name=password type=password autocomplete=current-password required></label></p>"
-        "<button class=v2fa-primary>Sign in</button></form><p class=v2fa-hint>Demo account: demo / demo</p>"
+        "<button class=v2fa-primary>Sign in</button></form>"
+        "<p class=v2fa-hint>Demo accounts: demo / demo, and new / new (no phone number yet)</p>"
     )
     if request.method == "GET":
         return page("Sign in", form)
     data = await request.form()
     username, password = str(data.get("username", "")), str(data.get("password", ""))
-    if secrets.compare_digest(username, DEMO_USER) and secrets.compare_digest(password, DEMO_PASSWORD):
+    if username in USERS and secrets.compare_digest(password, USERS[username]):
         request.session.clear()  # a new session on sign-in: no fixation
         request.session["user"] = username
         return RedirectResponse(next_url, status_code=303)
@@ -94,6 +105,28 @@ async def account(request: Request) -> Response:
     return page("Your account", "<p>Protected by a path pattern: you passed the voice check.</p>")
 
 
+async def phone(request: Request) -> Response:
+    """The account's phone settings: the number (masked) and a button to change it."""
+    user = request.session.get("user")
+    if not user:
+        return RedirectResponse("/login?next=/phone", status_code=303)
+    if request.method == "POST":
+        if not same_site(request):
+            return PlainTextResponse("Forbidden: cross-site form", status_code=403)
+        # The middleware's phone page: a step-up check of the current number first, then the
+        # new one is called and confirmed before save_phone() stores it.
+        enrol: Response = await request.scope["voice2fa"].start_enrolment(next="/phone")
+        return enrol
+    number = PHONES.get(user)
+    shown = f"ends in <b>{html.escape(number[-4:])}</b>" if number else "<b>not set</b>"
+    label = "Change number" if number else "Add a number"
+    return page(
+        "Phone",
+        f"<p>Your phone number for sign-in checks {shown}.</p>"
+        f"<form method=post action=/phone><button class=v2fa-primary>{label}</button></form>",
+    )
+
+
 @require_voice_2fa(fresh_within=300)
 async def transfer(request: Request) -> Response:
     if not request.session.get("user"):
@@ -108,6 +141,7 @@ app = Starlette(
         Route("/logout", logout, methods=["POST"]),
         Route("/account", account),
         Route("/transfer", transfer),
+        Route("/phone", phone, methods=["GET", "POST"]),
     ],
     middleware=[
         # The session is read by identify(), so it sits outside the 2FA middleware.
@@ -116,6 +150,12 @@ app = Starlette(
             secret_key=settings.secret_keys[0],
             https_only=bool(settings.public_url and settings.public_url.startswith("https:")),
         ),
-        Middleware(Voice2FAMiddleware, identify=identify, protect=["/account"], settings=settings),
+        Middleware(
+            Voice2FAMiddleware,
+            identify=identify,
+            protect=["/account"],
+            settings=settings,
+            on_phone_confirmed=save_phone,  # users without a phone are sent to the phone page
+        ),
     ],
 )

@@ -57,6 +57,7 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
             "Identity",
             "MemoryStore",
             "MissingExtraError",
+            "PhoneConfirmed",
             "ProtectedPath",
             "ProviderUnavailableError",
             "RedisStore",

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 from ._audit import AuditEvent, AuditHook
 from ._callers import Caller, ConsoleCaller, SignalWireCaller, SignalWireSDKCaller
+from ._enrolment import PhoneConfirmed
 from ._errors import (
     CallError,
     ConfigurationError,
@@ -42,6 +43,7 @@ __all__ = [
     "Identity",
     "MemoryStore",
     "MissingExtraError",
+    "PhoneConfirmed",
     "ProtectedPath",
     "ProviderUnavailableError",
     "RedisStore",

@@ -19,6 +19,8 @@ EventKind = Literal[
     "locked",
     "budget_exhausted",
     "provider_circuit",
+    "phone_confirmed",
+    "phone_shared",
 ]
 
 logger = logging.getLogger("voice2fa.audit")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from urllib.parse import urlencode
 
 import anyio
 from starlette.requests import HTTPConnection, Request
@@ -51,17 +52,33 @@ class Challenger:
         # The console caller calls no one, so its calls cost nothing: its hourly budgets are
         # relaxed, so that trying the demo again and again works.
         self.budget_scale = DEV_BUDGET_SCALE if isinstance(ctx.caller, ConsoleCaller) else 1
+        # Signed-in users without a phone: "enrol", "refuse" or "allow" (set by the middleware).
+        self.phoneless = ctx.settings.phoneless or "refuse"
+        self.enrolment_enabled = False
 
     async def challenge(self, request: Request, identity: Identity) -> Response:
         """The answer to a signed-in user without a fresh enough proof."""
         ctx = self.ctx
         language = ctx.language(request)
         next_url = bounded_next(request.url.path, request.url.query)
+        if identity.phone is None:
+            return self._no_phone(request, next_url, language)
         try:
             return await self._start(request, identity, next_url, language)
         except StoreError as exc:
             logger.error("voice2fa: store unavailable, failing closed: %s", exc)
             return ctx.error(request, 503, "store", language=language, retry_after=5, link=next_url)
+
+    def _no_phone(self, request: Request, next_url: str, language: str) -> Response:
+        """A signed-in user without a phone: to the phone page, or a 403 that says so."""
+        ctx = self.ctx
+        if self.phoneless != "enrol":
+            return ctx.error(request, 403, "no_phone", language=language, link="/")
+        url = f"{ctx.mounted(request)}/phone?" + urlencode({"next": next_url})
+        if ctx.wants_json(request):
+            body = {"error": "voice2fa_phone_required", "enrol_url": url}
+            return json_response(401, body, {"www-authenticate": 'Voice2FA realm="voice2fa"'})
+        return RedirectResponse(url, status_code=303, headers={"cache-control": "no-store"})
 
     def binding(self, identity: Identity, e164: str | None = None) -> str:
         """What a challenge is bound to (S23): the user, the phone called, the version."""

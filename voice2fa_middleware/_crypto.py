@@ -53,6 +53,10 @@ class Keyring:
         self.pending = URLSafeTimedSerializer(self._oldest_first, salt="voice2fa.pending")
         self.call = URLSafeTimedSerializer(self._oldest_first, salt="voice2fa.call")
 
+    def serializer(self, salt: str) -> URLSafeTimedSerializer:
+        """A signer of timed payloads for one purpose (``salt``), under every key."""
+        return URLSafeTimedSerializer(self._oldest_first, salt=salt)
+
     # -- keyed hashes ----------------------------------------------------------------------
 
     def code_mac(self, challenge_id: str, code: str) -> str:
@@ -87,16 +91,16 @@ class Keyring:
     # (the kind of proof, and the user id, phone and version string) is signed without being
     # sent, as part of the key the signature is made with.
 
-    def _proof_signer(self, kind: str, bound_to: Sequence[str]) -> TimestampSigner:
+    def _proof_signer(self, kind: str, bound_to: Sequence[str | None]) -> TimestampSigner:
         # JSON keeps the fields apart (no separator a user id could contain) and is ASCII.
         salt = f"voice2fa.{kind}\x00{json.dumps(list(bound_to))}"
         return TimestampSigner(self._oldest_first, salt=salt, key_derivation="hmac")
 
-    def sign_proof(self, kind: str, bound_to: Sequence[str]) -> str:
+    def sign_proof(self, kind: str, bound_to: Sequence[str | None]) -> str:
         """A proof of ``kind`` ("verified", "remember") for these fields, signed now."""
         return self._proof_signer(kind, bound_to).sign("1").decode("ascii")
 
-    def proof_time(self, kind: str, bound_to: Sequence[str], token: str, max_age: int) -> float | None:
+    def proof_time(self, kind: str, bound_to: Sequence[str | None], token: str, max_age: int) -> float | None:
         """When a good proof was signed (Unix time); ``None`` if bad, expired or not theirs."""
         if len(token) > 64 or not _PROOF.fullmatch(token):
             return None

@@ -21,7 +21,7 @@ from ._carrier import SimulatedCall
 from ._context import Context
 from ._pages import json_response, text_response
 from ._phone import check_phone
-from ._settings import is_loopback_host
+from ._urls import is_loopback_host
 
 # A code read one digit at a time ("1, 2, 3" or "1、2、3"): kept on one line on the page.
 _CODE_RUN = re.compile(r"[0-9](?:\s*[,、，]\s*[0-9](?![0-9]))+")
@@ -55,12 +55,19 @@ class DevEndpoints:
         return None
 
     async def _own_calls(self, request: Request, caller: ConsoleCaller) -> list[SimulatedCall] | None:
-        """The calls to the signed-in user's phone, oldest first; ``None`` when signed out."""
-        identity = await self.ctx.identify_conn(request)
+        """The calls to the signed-in user's phone, and to the number of the challenge in
+        progress in this browser (a number being added), oldest first; ``None`` when signed out."""
+        ctx = self.ctx
+        identity = await ctx.identify_conn(request)
         if identity is None:
             return None
-        phone = check_phone(identity.phone, None).e164 or identity.phone
-        return [c for c in caller.calls if c.to == phone]
+        phones = {check_phone(identity.phone, None).e164 or identity.phone} if identity.phone else set()
+        pending = ctx.pending(request)
+        if pending is not None:
+            ch = await ctx.run(ctx.store.get(pending["c"]))
+            if ch is not None and ctx.keys.tag_matches("user", identity.user_id, ch.user_tag):
+                phones.add(ch.phone)
+        return [c for c in caller.calls if c.to in phones]
 
     def _placed_at(self, call: SimulatedCall) -> float | None:
         """When the call was placed (Unix time): the time its signed call script URL was made."""

@@ -20,6 +20,8 @@ from starlette.types import Receive, Scope, Send
 from ._callers import ConsoleCaller
 from ._challenge import Challenger
 from ._dev_endpoints import DevEndpoints
+from ._enrol_endpoints import EnrolEndpoints
+from ._enrolment import Enrolment
 from ._errors import StoreError
 from ._forms import Refused
 from ._pages import text_response
@@ -32,10 +34,10 @@ logger = logging.getLogger("voice2fa")
 class OwnEndpoints:
     """An ASGI app serving ``{prefix}/...``; the middleware hands it its own paths."""
 
-    def __init__(self, challenger: Challenger) -> None:
+    def __init__(self, challenger: Challenger, enrolment: Enrolment | None = None) -> None:
         self.ctx = ctx = challenger.ctx
         p = ctx.prefix
-        verify = VerifyEndpoints(challenger)
+        verify = VerifyEndpoints(challenger, enrolment)
         hooks = WebhookEndpoints(ctx)
         routes: list[BaseRoute] = [
             Route(f"{p}/verify", verify.page, methods=["GET"]),
@@ -48,6 +50,12 @@ class OwnEndpoints:
             Route(f"{p}/status/{{token}}", hooks.status, methods=["POST"]),
             Route(f"{p}/static/{{name}}", self.static, methods=["GET"]),
         ]
+        if enrolment is not None:  # the phone page exists when the app can save a number
+            phone = EnrolEndpoints(enrolment)
+            routes += [
+                Route(f"{p}/phone", phone.page, methods=["GET"]),
+                Route(f"{p}/phone", phone.submit, methods=["POST"]),
+            ]
         if ctx.dev_pages and isinstance(ctx.caller, ConsoleCaller):
             dev = DevEndpoints(ctx)
             routes += [

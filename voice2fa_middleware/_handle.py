@@ -8,14 +8,16 @@ rules, the decorator and the FastAPI dependency all call it.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from urllib.parse import urlencode
 
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import Scope
 
 from ._challenge import Challenger
 from ._http import Connection, scope_cookies
 from ._rules import Identity, as_identity
+from ._urls import safe_next
 
 
 class Voice2FAHandle:
@@ -65,7 +67,9 @@ class Voice2FAHandle:
             conn = self._conn
             assert conn is not None  # set by _ask, which comes first
             at = self._verified_at = self._challenger.cookies.verified_at(conn.cookies, self._scope, identity)
-        return at is not None and (fresh_within is None or self._challenger.clock() - at <= fresh_within)
+            if at is None:  # no proof; a user without a phone passes if the settings allow it
+                return identity[1] is None and self._challenger.phoneless == "allow"
+        return fresh_within is None or self._challenger.clock() - at <= fresh_within
 
     async def verified_at(self) -> float | None:
         """When this user last verified (Unix time), or ``None``."""
@@ -94,6 +98,17 @@ class Voice2FAHandle:
             return
         if mode == "always" or response.headers.get("content-type", "").startswith("text/html"):
             response.headers["cache-control"] = "no-store"
+
+    def enrolment_url(self, next: str = "/") -> str:
+        """The phone page (add or change the number), coming back to ``next`` (a path here)."""
+        if not self._challenger.enrolment_enabled:
+            raise RuntimeError("voice2fa: the phone page needs on_phone_confirmed=... on the middleware")
+        mounted = self._challenger.ctx.mounted(HTTPConnection(self._scope))
+        return f"{mounted}/phone?" + urlencode({"next": safe_next(next) or "/"})
+
+    async def start_enrolment(self, next: str = "/") -> Response:
+        """A redirect (303) to the phone page for the signed-in user, back to ``next`` after."""
+        return RedirectResponse(self.enrolment_url(next), status_code=303, headers={"cache-control": "no-store"})
 
     async def challenge(self, identity: Identity) -> Response:
         """The response that asks ``identity`` for the factor (a call, or the live challenge)."""

@@ -101,6 +101,29 @@ _ALL = (
     message("error.timeout", "The request took too long to arrive. Please try again."),
     message("error.changed", "Your account's phone changed while you were verifying. Please start again."),
     message("error.title", "Verification"),
+    message(
+        "error.no_phone",
+        "Your account has no phone number for the voice check. Add one in your account settings, "
+        "or contact the site's support.",
+    ),
+    # -- the phone number page (enrolment) ------------------------------------------------------
+    message("enrol.title", "Your phone number"),
+    message("enrol.lead_new", "Add a phone number for sign-in checks. We will call it once to confirm it is yours."),
+    # TRANSLATORS: {phone} is the masked current number, such as "•••• 0143".
+    message(
+        "enrol.lead_change",
+        "Your number is {phone}. To change it, enter the new one: we will call it to confirm.",
+    ),
+    message("enrol.phone_label", "Phone number"),
+    # TRANSLATORS: {example} is a phone number written the international way, such as "+1 201-555-0123".
+    message("enrol.phone_hint", "With the country code, such as {example}."),
+    message("enrol.submit", "Call me to confirm"),
+    message("enrol.confirm_title", "Confirm your number"),
+    message("enrol.invalid", "That is not a phone number. Check it and include the country code."),
+    message("enrol.number_type", "We cannot call this kind of number. Use a mobile or landline number."),
+    message("enrol.country", "This site does not place calls to that country."),
+    message("enrol.same", "That is already your number."),
+    message("enrol.failed", "Your number was confirmed but could not be saved. Please try again."),
     # -- durations, as error.locked and error.rate_limited put them ----------------------------
     plural("duration.seconds", "in {seconds} second", "in {seconds} seconds"),
     plural("duration.minutes", "in {minutes} minute", "in {minutes} minutes"),

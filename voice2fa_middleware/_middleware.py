@@ -22,7 +22,8 @@ from ._callers import Caller
 from ._challenge import Challenger
 from ._context import Context
 from ._endpoints import OwnEndpoints
-from ._errors import Voice2FAError
+from ._enrolment import Enrolment, PhoneConfirmed
+from ._errors import ConfigurationError, Voice2FAError
 from ._handle import Voice2FAHandle
 from ._i18n import Translations
 from ._proofs import accepts_html, no_store
@@ -47,6 +48,8 @@ class Voice2FAMiddleware:
     installed, metrics and spans go to the global providers, or to ``meter_provider`` and
     ``tracer_provider``. ``translations``: directories of the app's own catalogs (or a
     ``Translations``), merged over ours: more languages, or other words for any message.
+    ``on_phone_confirmed(user_id, e164)`` (sync or async) saves a number the user confirmed
+    with a call on the phone page (``{prefix}/phone``), which exists only when it is given.
     """
 
     def __init__(
@@ -65,11 +68,15 @@ class Voice2FAMiddleware:
         meter_provider: Any = None,
         tracer_provider: Any = None,
         translations: Translations | str | Path | Sequence[str | Path] = (),
+        on_phone_confirmed: PhoneConfirmed | None = None,
     ) -> None:
         self.app = app
         try:
             self.settings = s = settings if settings is not None else Voice2FASettings.from_env()
             self.rules = PathRules(protect)
+            phoneless = s.phoneless or ("enrol" if on_phone_confirmed is not None else "refuse")
+            if phoneless == "enrol" and on_phone_confirmed is None:
+                raise ConfigurationError("phoneless='enrol' needs on_phone_confirmed, the hook that saves a number")
             self.ctx = Context(
                 identify=identify,
                 settings=s,
@@ -95,7 +102,15 @@ class Voice2FAMiddleware:
         self.store: Store = self.ctx.store
         self.caller: Caller = self.ctx.caller
         self._challenger = Challenger(self.ctx)
-        self._own = OwnEndpoints(self._challenger)
+        self._challenger.phoneless = phoneless
+        if phoneless == "allow":
+            logger.warning(
+                "voice2fa: phoneless='allow': signed-in users without a phone pass protected routes "
+                "with no second factor"
+            )
+        enrolment = Enrolment(self._challenger, on_phone_confirmed) if on_phone_confirmed is not None else None
+        self._challenger.enrolment_enabled = enrolment is not None
+        self._own = OwnEndpoints(self._challenger, enrolment)
         self._prefix = s.prefix
         self._no_store = s.protected_no_store  # "html", "always" or "never"
         # Path -> (whose: _APP, _OWN or _SIGN_OUT, rule): what _classify says, for the paths seen lately.

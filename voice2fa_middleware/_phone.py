@@ -44,19 +44,28 @@ def region_of(number: str | None) -> str | None:
         return None
 
 
-def check_phone(raw: object, allowed_regions: Iterable[str] | None) -> PhoneCheck:
-    """Parse ``raw`` (E.164 expected) and decide whether a call may go to it."""
+def check_phone(raw: object, allowed_regions: Iterable[str] | None, default_region: str | None = None) -> PhoneCheck:
+    """Parse ``raw`` (E.164 expected; a national number of ``default_region`` when given, as a
+    person types it) and decide whether a call may go to it."""
     if not isinstance(raw, str) or not raw.strip() or len(raw) > 32:
         return PhoneCheck(None, "invalid")
     regions = None if allowed_regions is None else frozenset(r.upper() for r in allowed_regions)
-    return _check_phone(raw, regions)
+    return _check_phone(raw, regions, default_region)
+
+
+def example_number(region: str | None) -> str:
+    """A mobile number of ``region`` (default: the US) as people write it with its country code."""
+    found = phonenumbers.example_number_for_type(region or "US", PhoneNumberType.MOBILE)
+    if found is None:
+        return "+1 201-555-0123"
+    return phonenumbers.format_number(found, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 @functools.lru_cache(maxsize=4096)
-def _check_phone(raw: str, regions: frozenset[str] | None) -> PhoneCheck:
+def _check_phone(raw: str, regions: frozenset[str] | None, default_region: str | None = None) -> PhoneCheck:
     # Cached: libphonenumber's validation costs ~100 us, and a user's number rarely changes.
     try:
-        parsed = phonenumbers.parse(raw.strip(), None)
+        parsed = phonenumbers.parse(raw.strip(), default_region)
     except phonenumbers.NumberParseException:
         return PhoneCheck(None, "invalid")
     if not phonenumbers.is_valid_number(parsed):

@@ -21,16 +21,19 @@ from starlette.types import Scope
 class Identity(NamedTuple):
     """Who is signed in, as the app's ``identify`` callable tells it.
 
-    ``version`` is any string the app changes to revoke what was verified before (verified
-    cookies and remembered devices), for example when the password or the phone changes.
+    ``phone`` is ``None`` for a signed-in user who has no phone yet (``settings.phoneless``
+    decides what protected routes do for them); return ``None`` from ``identify`` only for
+    nobody signed in. Proofs of a verification are bound to all three fields: a new phone
+    (or a new ``version``, any string the app changes to revoke them, for example with the
+    password) ends the verified cookies and remembered devices of the old one.
     """
 
     user_id: str
-    phone: str
+    phone: str | None
     version: str = ""
 
 
-IdentifyResult = Identity | tuple[str, str] | tuple[str, str, str] | None
+IdentifyResult = Identity | tuple[str, str | None] | tuple[str, str | None, str] | None
 Identify = Callable[[HTTPConnection], IdentifyResult | Awaitable[IdentifyResult]]
 
 
@@ -132,14 +135,16 @@ def as_identity(result: object) -> Identity | None:
             return _new_tuple(Identity, (user_id, phone, ""))
     if result is None:
         return None
-    if isinstance(result, Identity):
-        # Strings only: the proof cache is keyed by the Identity, so two identities must be
-        # equal exactly when their bindings (built from str() of each field) are.
+    if isinstance(result, tuple) and len(result) in (2, 3):
         if type(result) is Identity and all(type(x) is str for x in result):
             return result
-        return _new_tuple(Identity, tuple(str(x) for x in result))
-    if isinstance(result, tuple) and len(result) in (2, 3):
-        return Identity(*(str(x) for x in result))
+        # Strings only: the proof cache is keyed by the Identity, so two identities must be
+        # equal exactly when their bindings (built from str() of each field) are. A phone of
+        # None stays None: a signed-in user without a phone.
+        fields = tuple(None if x is None and n == 1 else str(x) for n, x in enumerate(result))
+        if fields[0] is None or result[0] is None:
+            raise TypeError("identify returned no user id: return None when nobody is signed in")
+        return _new_tuple(Identity, fields if len(fields) == 3 else (*fields, ""))
     raise TypeError("identify must return (user_id, phone), Identity or None")
 
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from starlette.config import Config
 
 from ._errors import ConfigurationError
-from ._urls import safe_next
+from ._urls import is_loopback_host, safe_next
 
 logger = logging.getLogger("voice2fa")
 
@@ -60,19 +60,6 @@ def _parse(kind: str, raw: str) -> Any:
     if base.startswith("Sequence[str]"):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -142,10 +129,21 @@ class Voice2FASettings:
     to users who verified before. Spend is at most twice this."""
     known_phone_days: int = 90
     """How long a verified (user, phone) pair keeps budgets of its own (S21)."""
-    """Global budget of calls per hour for the whole deployment."""
     allowed_countries: Sequence[str] | None = None
     """ISO region codes; ``None``: the country of ``from_number`` (any, without one)."""
     call_timeout: float = 10.0
+
+    # Phone enrolment: confirming a number with a call before the app saves it
+    phoneless: Literal["enrol", "refuse", "allow"] | None = None
+    """For a signed-in user without a phone (``Identity(user_id, None)``): the phone page ("enrol",
+    default with ``on_phone_confirmed``), a 403 ("refuse", else), or pass ("allow": weaker)."""
+    enrol_fresh_within: int = 300
+    """A user who has a phone verifies it, this recently, before changing it (step-up)."""
+    enrol_calls_per_user_per_hour: int = 3
+    enrol_calls_per_client_per_hour: int = 5
+    enrol_calls_per_phone_per_hour: int = 2
+    shared_phone_accounts: int = 3
+    """Accounts confirming one number within a day that raise a ``phone_shared`` audit event."""
 
     # Speech
     voicemail_guard: bool = True
@@ -274,11 +272,9 @@ class Voice2FASettings:
         if self.max_calls_per_challenge < 1 or self.resend_cooldown < 0:
             problems.append("max_calls_per_challenge must be >= 1 and resend_cooldown >= 0")
         for name in (
-            "calls_per_phone_per_hour",
-            "calls_per_user_per_hour",
-            "calls_per_client_per_hour",
-            "calls_per_hour",
-            "known_phone_days",
+            *("calls_per_phone_per_hour", "calls_per_user_per_hour", "calls_per_client_per_hour", "calls_per_hour"),
+            *("known_phone_days", "shared_phone_accounts", "enrol_calls_per_user_per_hour"),
+            *("enrol_calls_per_client_per_hour", "enrol_calls_per_phone_per_hour"),
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
@@ -326,6 +322,8 @@ class Voice2FASettings:
             safe_next(self.help_url) or re.fullmatch(r"https://[\w.-]+(:\d+)?([/?#][!-\[\]-~]*)?", self.help_url, re.A)
         ):
             problems.append("help_url must be a path on this site (/help) or an https:// URL")
+        if self.phoneless not in (None, "enrol", "refuse", "allow") or not 30 <= self.enrol_fresh_within <= 86400:
+            problems.append("phoneless must be enrol, refuse or allow; enrol_fresh_within 30 to 86400 s")
         if self.protected_no_store not in ("html", "always", "never"):
             problems.append("protected_no_store must be 'html', 'always' or 'never'")
         if self.cookie_path is not None and (

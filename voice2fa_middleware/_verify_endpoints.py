@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ._challenge import Challenger
+from ._enrolment import Enrolment
 from ._forms import Refused, check_csrf, is_same_site, read_form
 from ._pages import json_response, script_json
 from ._phone import mask
@@ -23,8 +24,9 @@ class VerifyEndpoints:
     """``GET/POST {prefix}/verify``, ``GET {prefix}/verify/status``, ``POST {prefix}/resend``
     and ``POST {prefix}/cancel``."""
 
-    def __init__(self, challenger: Challenger) -> None:
+    def __init__(self, challenger: Challenger, enrolment: Enrolment | None = None) -> None:
         self.challenger = challenger
+        self.enrolment = enrolment
         self.ctx = ctx = challenger.ctx
         self.settings = ctx.settings
         tr = ctx.translations
@@ -94,6 +96,7 @@ class VerifyEndpoints:
             error=error,
             notice=notice,
             status_text=self.ctx.translations.translate(language, f"page.status.{call_status}"),
+            title_key="enrol.confirm_title" if pending.get("e") else "page.title",
             status_labels=self._status_labels.get(language, self._status_labels["en"]),
             resend_in=self.challenger.resend_in(ch),
             remember_days=self.settings.remember_days,
@@ -126,10 +129,10 @@ class VerifyEndpoints:
         ch = reserved.challenge
         if ch is None or ch.user_tag != user_tag:
             return self._invalid(request, 0, language, None, None, next_url)
-        self._check_binding(ch, identity)
+        self._check_binding(ch, identity, pending)
         if ch.code_mac and ctx.keys.code_matches(ch.id, code, ch.code_mac):
             if await ctx.run(ctx.store.consume(ch.id, ch.code_mac)):
-                return await self._verified(request, identity, next_url, form, ch)
+                return await self._verified(request, identity, next_url, form, ch, enrol=bool(pending.get("e")))
             return self._invalid(request, 0, language, None, None, next_url)
         # The failure was counted with the attempt, before the comparison (S19).
         count = reserved.failures
@@ -149,16 +152,26 @@ class VerifyEndpoints:
             request, left, language, pending if alive else None, ch if alive else None, next_url, dead=not alive
         )
 
-    def _check_binding(self, ch: Challenge, identity: Identity) -> None:
+    def _check_binding(self, ch: Challenge, identity: Identity, pending: dict[str, str]) -> None:
         """The user must still be who the challenge was made for, with the phone it called
-        (S23): a proof is never granted for a phone that did not get the call."""
-        if ch.binding != self.challenger.binding(identity):
+        (S23): a proof is never granted for a phone that did not get the call. An enrolment
+        challenge (marked in the signed pending cookie) is bound to the new number."""
+        if pending.get("e"):
+            expected = self.enrolment.binding(identity, ch.phone) if self.enrolment and ch.phone else None
+        else:
+            expected = self.challenger.binding(identity) if identity.phone is not None else None
+        if expected is None or ch.binding != expected:
             raise Refused(409, "changed")
 
     async def _verified(
-        self, request: Request, identity: Identity, next_url: str, form: dict[str, str], ch: Challenge
+        self, request: Request, identity: Identity, next_url: str, form: dict[str, str], ch: Challenge, *, enrol: bool
     ) -> Response:
         ctx = self.ctx
+        if enrol and self.enrolment is not None:  # the app saves the number; the proof is for it
+            confirmed = await self.enrolment.confirmed(request, identity, ch)
+            if confirmed is None:
+                return self.enrolment.failed(request)
+            identity = confirmed
         user_tag = ctx.keys.tag("user", identity.user_id)
         await ctx.run(ctx.store.clear(self.challenger.lockout(user_tag).key))
         await self.challenger.remember_phone(user_tag, ch.phone)
@@ -230,7 +243,7 @@ class VerifyEndpoints:
         ch = await ctx.run(ctx.store.get(pending["c"]))
         if ch is None or ch.user_tag != pending["u"]:
             return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
-        self._check_binding(ch, identity)
+        self._check_binding(ch, identity, pending)
         locked = await challenger.locked_for(ch.user_tag, now)
         if locked:
             await ctx.audit("call_refused", request, identity.user_id, reason="lockout")
@@ -246,7 +259,12 @@ class VerifyEndpoints:
                 retry_after=wait,
                 link=ctx.verify_url(request, next_url),
             )
-        refused = await challenger.take_budget(request, identity.user_id, ch.user_tag, ch.phone)
+        if pending.get("e") and self.enrolment is not None:
+            buckets = self.enrolment.buckets(request, ch.user_tag, ch.phone)
+            wait = await ctx.run(ctx.store.take(buckets, now))
+            refused = await self.enrolment.refused(request, identity.user_id, buckets, wait, language) if wait else None
+        else:
+            refused = await challenger.take_budget(request, identity.user_id, ch.user_tag, ch.phone)
         if refused is not None:
             return refused
         failure = await challenger.place_call(request, ch, identity.user_id)

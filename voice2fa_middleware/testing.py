@@ -99,6 +99,7 @@ class LiveServer:
                     task.cancel()
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.run_until_complete(loop.shutdown_asyncgens())
+                _close_transports(loop)
                 loop.close()
 
         self._thread = threading.Thread(target=run, name=f"uvicorn:{self.port}", daemon=True)
@@ -122,6 +123,17 @@ class LiveServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _close_transports(loop: asyncio.AbstractEventLoop) -> None:
+    """Close what is still connected on a server's loop (a client the app kept, a connection cut by
+    the shutdown): else the garbage collector finds it later, in another test, "unclosed"."""
+    stray = [t for t in list(getattr(loop, "_transports", {}).values()) if t is not None and not t.is_closing()]
+    for transport in stray:
+        transport.close()
+    if stray:
+        loop.run_until_complete(asyncio.sleep(0))  # their connection_lost callbacks
+        loop.run_until_complete(asyncio.sleep(0))
 
 
 def port_for_later(host: str = "127.0.0.1") -> int:

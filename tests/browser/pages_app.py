@@ -25,6 +25,7 @@ STATES: dict[str, tuple[int, str, float | None, str | None]] = {
     "store": (503, "store", 5, None),
     "phone": (403, "phone", None, None),
     "phone_country": (403, "phone", None, "country"),
+    "no_phone": (403, "no_phone", None, None),  # signed in without a phone, phoneless="refuse"
     "short_wait": (429, "rate_limited", 2, None),
 }
 
