@@ -361,3 +361,35 @@ def test_the_demo_user_without_a_phone_sees_the_enrolment_call_on_the_dev_phone(
         assert done.status_code == 303 and c.get("/account").status_code == 200
         assert "ends in <b>0111</b>" in c.get("/phone").text
         assert len(c.get("/voice2fa/dev/calls").json()["calls"]) == 1  # now the account's own number
+
+
+def test_a_version_that_follows_the_phone_keeps_the_new_proof(harness_factory: Callable[..., Harness]) -> None:
+    """An app whose version string is derived from the phone (as the README suggests for
+    revocation) is verified for the new number right after enrolling: no second call."""
+    accounts = Accounts({"nina": None})
+
+    async def identify(conn: HTTPConnection) -> Identity | None:
+        found = await accounts.identify(conn)
+        return None if found is None else found._replace(version=f"v-{found.phone}")
+
+    h = harness_factory(middleware={"identify": identify, "on_phone_confirmed": accounts.save})
+    with h.client("nina") as c:
+        assert enrol(h, c, "+12025550150").status_code == 303
+        assert type_code(h, c, 0).status_code == 303
+        assert c.get("/account").text == "account: secret page"
+    assert len(h.double.calls) == 1
+
+
+def test_a_refused_enrolment_call_again_links_back_to_the_verify_page(
+    enrol_harness: Callable[..., Harness],
+) -> None:
+    h = enrol_harness(enrol_calls_per_user_per_hour=1, resend_cooldown=0)
+    with h.client("nina") as c:
+        assert enrol(h, c, "+12025550160").status_code == 303
+        h.double.wait_for_calls(1)
+        page = c.get("/voice2fa/verify?next=/account")
+        again = c.post("/voice2fa/resend", data={"csrf_token": csrf_of(page.text), "next": "/account"})
+        assert again.status_code == 429
+        link = re.search(r'id="v2fa-again" href="([^"]+)"', again.text)
+        assert link is not None and link.group(1).startswith("/voice2fa/verify?next="), again.text
+    assert len(h.double.calls) == 1

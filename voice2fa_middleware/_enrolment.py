@@ -18,6 +18,7 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
@@ -27,7 +28,7 @@ from ._challenge import Challenger
 from ._context import client_group
 from ._crypto import generate_code, new_id
 from ._pages import json_response
-from ._phone import region_of
+from ._phone import check_phone, region_of
 from ._rules import Identity, is_async_callable
 from ._store import Bucket, Challenge, challenge_id, own_slot, user_key
 
@@ -105,7 +106,8 @@ class Enrolment:
             await ctx.audit("call_refused", request, identity.user_id, reason="lockout")
             return ctx.error(request, 429, "locked", language=language, retry_after=started.locked_for, link=next_url)
         if started.wait or started.challenge is None:
-            return await self.refused(request, identity.user_id, buckets, started.wait or 1.0, language)
+            page = f"{ctx.mounted(request)}/phone?" + urlencode({"next": next_url})
+            return await self.refused(request, identity.user_id, buckets, started.wait or 1.0, language, page)
         pending = {"c": started.challenge.id, "u": user_tag, "x": new_id(), "n": next_url, "e": "1"}
         if started.created:
             country = region_of(e164) or ""
@@ -138,9 +140,10 @@ class Enrolment:
         return response
 
     async def refused(
-        self, request: Request, user_id: str, buckets: list[Bucket], wait: float, language: str
+        self, request: Request, user_id: str, buckets: list[Bucket], wait: float, language: str, link: str
     ) -> Response:
-        """The 429 for a spent enrolment budget; which one is in the audit log."""
+        """The 429 for a spent enrolment budget (``link``: where to try again); which budget
+        is in the audit log."""
         ctx, now = self.ctx, self.ctx.now()
         await ctx.audit("call_refused", request, user_id, reason="rate_limited")
         for bucket in buckets:
@@ -150,7 +153,7 @@ class Enrolment:
                 if scope in ("calls_all", "calls_phone", "enrol_phone"):
                     logger.warning("voice2fa: the %s call budget is spent for %d s", scope, left)
                 await ctx.audit("budget_exhausted", request, user_id, budget=scope, limit=bucket.limit)
-        return ctx.error(request, 429, "rate_limited", language=language, retry_after=wait, link=request.url.path)
+        return ctx.error(request, 429, "rate_limited", language=language, retry_after=wait, link=link)
 
     def failed(self, request: Request) -> Response:
         """The 500 when the app's hook failed: the number was confirmed but not saved."""
@@ -187,6 +190,15 @@ class Enrolment:
             if accounts >= self.settings.shared_phone_accounts:
                 logger.warning("voice2fa: %d accounts confirmed the same number within a day", accounts)
                 await ctx.audit("phone_shared", request, identity.user_id, accounts=accounts, country=country)
+        # The proof is for the account as identify() now sees it (its version may follow the
+        # phone), when that is the number just called; else for that number, the old version.
+        now_seen = await ctx.identify_conn(request)
+        if (
+            now_seen is not None
+            and now_seen.user_id == identity.user_id
+            and check_phone(now_seen.phone, None).e164 == ch.phone
+        ):
+            return now_seen
         return Identity(identity.user_id, ch.phone, identity.version)
 
 

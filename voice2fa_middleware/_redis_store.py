@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -180,7 +181,6 @@ class RedisStore:
         # script takes the user's own buckets; the shared ones follow, each on its own node.
         local_known = [b for b in known if home is None or self._slot(self._nk(b.key)) == home]
         local_new = [b for b in new if home is None or self._slot(self._nk(b.key)) == home]
-        fields = [x for kv in challenge.to_fields().items() for x in kv]
         answer = await self._run(
             self._start(
                 keys=[
@@ -197,8 +197,8 @@ class RedisStore:
                     int(challenge.expires_at * 1000),
                     len(local_known),
                     len(local_new),
-                    *_limits([*local_known, *local_new]),
-                    *fields,
+                    json.dumps(_limits([*local_known, *local_new]), separators=(",", ":")),
+                    json.dumps(challenge.to_fields(), separators=(",", ":")),
                 ],
             )
         )

@@ -262,7 +262,10 @@ class VerifyEndpoints:
         if pending.get("e") and self.enrolment is not None:
             buckets = self.enrolment.buckets(request, ch.user_tag, ch.phone)
             wait = await ctx.run(ctx.store.take(buckets, now))
-            refused = await self.enrolment.refused(request, identity.user_id, buckets, wait, language) if wait else None
+            back = ctx.verify_url(request, next_url)
+            refused = None
+            if wait:
+                refused = await self.enrolment.refused(request, identity.user_id, buckets, wait, language, back)
         else:
             refused = await challenger.take_budget(request, identity.user_id, ch.user_tag, ch.phone)
         if refused is not None:
