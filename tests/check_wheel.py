@@ -18,6 +18,7 @@ REQUIRED = {
     "voice2fa_middleware/templates/voice2fa/message.html",
     "voice2fa_middleware/templates/voice2fa/devphone.html",
     "voice2fa_middleware/templates/voice2fa/phone.html",
+    "voice2fa_middleware/templates/voice2fa/signout.html",
     "voice2fa_middleware/static/voice2fa.css",
     "voice2fa_middleware/static/voice2fa.js",
     "voice2fa_middleware/static/devphone.js",

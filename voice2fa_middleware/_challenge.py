@@ -80,6 +80,27 @@ class Challenger:
             return json_response(401, body, {"www-authenticate": 'Voice2FA realm="voice2fa"'})
         return RedirectResponse(url, status_code=303, headers={"cache-control": "no-store"})
 
+    def new_challenge(self, user_tag: str, e164: str, binding: str, language: str, now: float) -> Challenge:
+        """A new challenge for a call to ``e164``, its first call installed: a new code (kept
+        in plain only until the call speaks it) under a new call nonce."""
+        s, keys = self.settings, self.ctx.keys
+        cid, code = challenge_id(user_tag), generate_code(s.code_digits)
+        return Challenge(
+            id=cid,
+            user_tag=user_tag,
+            phone=e164,
+            code_mac=keys.code_mac(cid, code),
+            code=code,
+            created_at=now,
+            expires_at=now + s.code_ttl,
+            language=language,
+            binding=binding,
+            calls=1,
+            last_call_at=now,
+            call_nonce=new_id(12),
+            call_status="queued",
+        )
+
     def binding(self, identity: Identity, e164: str | None = None) -> str:
         """What a challenge is bound to (S23): the user, the phone called, the version."""
         if e164 is None:
@@ -91,7 +112,7 @@ class Challenger:
         return Bucket("fail:" + user_key(user_tag), self.settings.lockout_failures, self.settings.lockout_window)
 
     async def _start(self, request: Request, identity: Identity, next_url: str, language: str) -> Response:
-        ctx, s = self.ctx, self.settings
+        ctx = self.ctx
         now = ctx.now()
         user_tag = ctx.keys.tag("user", identity.user_id)
         phone = check_phone(identity.phone, ctx.allowed_regions)
@@ -113,25 +134,8 @@ class Challenger:
         # The challenge this visit would start, its first call installed: one step of the
         # store either returns the user's live challenge (a second visit, another tab or
         # browser: no second call) or checks the lockout, charges the budgets and saves it.
-        new_id_ = challenge_id(user_tag)
-        code = generate_code(s.code_digits)
-        nonce = new_id(12)
-        challenge = Challenge(
-            id=new_id_,
-            user_tag=user_tag,
-            phone=phone.e164,
-            code_mac=ctx.keys.code_mac(new_id_, code),
-            code=code,
-            created_at=now,
-            expires_at=now + s.code_ttl,
-            language=language,
-            binding=binding,
-            calls=1,
-            last_call_at=now,
-            call_nonce=nonce,
-            call_status="queued",
-        )
-        del code
+        challenge = self.new_challenge(user_tag, phone.e164, binding, language, now)
+        nonce = challenge.call_nonce
         known_key, known, new = self.call_buckets(request, user_tag, phone.e164)
         lockout = self.lockout(user_tag)
         started = await ctx.run(

@@ -26,11 +26,11 @@ from starlette.responses import RedirectResponse, Response
 
 from ._challenge import Challenger
 from ._context import client_group
-from ._crypto import generate_code, new_id
+from ._crypto import new_id
 from ._pages import json_response
 from ._phone import check_phone, region_of
 from ._rules import Identity, is_async_callable
-from ._store import Bucket, Challenge, challenge_id, own_slot, user_key
+from ._store import Bucket, Challenge, own_slot, user_key
 
 logger = logging.getLogger("voice2fa")
 
@@ -70,31 +70,14 @@ class Enrolment:
 
     async def start(self, request: Request, identity: Identity, e164: str, next_url: str, language: str) -> Response:
         """Call ``e164`` with a new code, and send the user to the verify page to type it."""
-        ctx, s, challenger = self.ctx, self.settings, self.challenger
+        ctx, challenger = self.ctx, self.challenger
         user_tag = ctx.keys.tag("user", identity.user_id)
         paused = getattr(ctx.caller, "paused_for", None)
         if paused is not None and (left := paused()) > 0:
             await ctx.audit("call_failed", request, identity.user_id, provider_status=0, reason="provider_unavailable")
             return ctx.error(request, 503, "provider_unavailable", language=language, retry_after=left, link=next_url)
         now = ctx.now()
-        new_id_ = challenge_id(user_tag)
-        code, nonce = generate_code(s.code_digits), new_id(12)
-        challenge = Challenge(
-            id=new_id_,
-            user_tag=user_tag,
-            phone=e164,
-            code_mac=ctx.keys.code_mac(new_id_, code),
-            code=code,
-            created_at=now,
-            expires_at=now + s.code_ttl,
-            language=language,
-            binding=self.binding(identity, e164),
-            calls=1,
-            last_call_at=now,
-            call_nonce=nonce,
-            call_status="queued",
-        )
-        del code
+        challenge = challenger.new_challenge(user_tag, e164, self.binding(identity, e164), language, now)
         buckets = self.buckets(request, user_tag, e164)
         lockout = challenger.lockout(user_tag)
         # known_key names a counter nobody writes: the enrolment budgets apply either way.
@@ -112,7 +95,7 @@ class Enrolment:
         if started.created:
             country = region_of(e164) or ""
             await ctx.audit("challenge_created", request, identity.user_id, challenge=challenge.id, country=country)
-            failure = await challenger._dial(request, challenge, nonce, identity.user_id, first=True)
+            failure = await challenger._dial(request, challenge, challenge.call_nonce, identity.user_id, first=True)
             if failure is not None:
                 await ctx.run(ctx.store.delete(challenge.id))
                 return failure

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..conftest import ROOT
+from voice2fa_middleware.testing import SignalWireDouble, port_for_later
+
+from ..conftest import ROOT, example_env
 
 CHROMIUM = os.environ.get("VOICE2FA_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("VOICE2FA_ARTIFACTS", ROOT / "test-artifacts"))
@@ -50,3 +52,12 @@ def new_page(browser: Any, base: str, **context: Any) -> Any:
 
 def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def site(uvicorn_factory: Callable[..., Any]) -> Iterator[tuple[str, SignalWireDouble]]:
+    """The Starlette example on uvicorn, calling through a SignalWire double: (URL, double)."""
+    with SignalWireDouble() as double:
+        port = port_for_later()
+        app = uvicorn_factory("examples.starlette_app:app", example_env(double, port), port=port)
+        yield app.url, double

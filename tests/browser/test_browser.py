@@ -6,26 +6,18 @@ Debian package; CI installs it, and locally these tests skip without it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from voice2fa_middleware.testing import SignalWireDouble, port_for_later
+from voice2fa_middleware.testing import SignalWireDouble
 
-from ..conftest import SECRET, example_env, wrong_for
+from ..conftest import SECRET, wrong_for
 from .conftest import new_page, shot
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def site(uvicorn_factory: Callable[..., Any]) -> Iterator[tuple[str, SignalWireDouble]]:
-    with SignalWireDouble() as double:
-        port = port_for_later()
-        app = uvicorn_factory("examples.starlette_app:app", example_env(double, port), port=port)
-        yield app.url, double
 
 
 def sign_in_and_open_account(page: Any) -> None:

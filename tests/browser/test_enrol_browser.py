@@ -5,26 +5,16 @@ desktop. Screenshots: ``phone-page-<scheme>-<width>.png``, ``phone-page-error.pn
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from voice2fa_middleware.testing import SignalWireDouble, port_for_later
+from voice2fa_middleware.testing import SignalWireDouble
 
-from ..conftest import example_env
 from .conftest import new_page, shot
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def site(uvicorn_factory: Callable[..., Any]) -> Iterator[tuple[str, SignalWireDouble]]:
-    with SignalWireDouble() as double:
-        port = port_for_later()
-        app = uvicorn_factory("examples.starlette_app:app", example_env(double, port), port=port)
-        yield app.url, double
 
 
 def test_a_new_user_adds_a_phone_in_chromium(browser: Any, site: tuple[str, SignalWireDouble]) -> None:
