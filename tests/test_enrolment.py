@@ -288,6 +288,8 @@ def test_identify_may_say_signed_in_without_a_phone() -> None:
     assert as_identity(("u", None)) == Identity("u", None, "")
     assert as_identity(Identity("u", None, "v")) == Identity("u", None, "v")
     assert as_identity(("u", 5)) == Identity("u", "5", "")
+    assert as_identity(("u", "")) == Identity("u", None, "")  # an empty phone is no phone
+    assert as_identity(Identity("u", "", "v")) == Identity("u", None, "v")
     assert as_identity(None) is None
     with pytest.raises(TypeError):
         as_identity((None, "+12025550143"))

@@ -129,19 +129,19 @@ def as_identity(result: object) -> Identity | None:
     """What ``identify`` returned, as an ``Identity`` of strings (or ``None``)."""
     if type(result) is tuple and len(result) == 2:
         user_id, phone = result
-        if type(user_id) is str and type(phone) is str:
+        if type(user_id) is str and type(phone) is str and phone:
             # Identity(user_id, phone) without the NamedTuple's Python-level __new__: this
             # runs on every protected request.
             return _new_tuple(Identity, (user_id, phone, ""))
     if result is None:
         return None
     if isinstance(result, tuple) and len(result) in (2, 3):
-        if type(result) is Identity and all(type(x) is str for x in result):
+        if type(result) is Identity and all(type(x) is str for x in result) and result[1]:
             return result
         # Strings only: the proof cache is keyed by the Identity, so two identities must be
         # equal exactly when their bindings (built from str() of each field) are. A phone of
-        # None stays None: a signed-in user without a phone.
-        fields = tuple(None if x is None and n == 1 else str(x) for n, x in enumerate(result))
+        # None (or "") is None: a signed-in user without a phone.
+        fields = tuple(None if n == 1 and (x is None or x == "") else str(x) for n, x in enumerate(result))
         if fields[0] is None or result[0] is None:
             raise TypeError("identify returned no user id: return None when nobody is signed in")
         return _new_tuple(Identity, fields if len(fields) == 3 else (*fields, ""))
