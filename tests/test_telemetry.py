@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from voice2fa_middleware import SignalWireCaller
+from voice2fa_middleware import Identity, SignalWireCaller
 from voice2fa_middleware._audit import AuditEvent
 from voice2fa_middleware._telemetry import INSTRUMENTS, Telemetry
 from voice2fa_middleware.testing import SignalWireDouble
@@ -224,3 +224,28 @@ def test_signalwire_caller_is_the_default_and_reports_to_the_context() -> None:
     assert isinstance(caller, SignalWireCaller)
     caller._breaker.notify("open")  # type: ignore[attr-defined]
     assert seen == ["open"]
+
+
+def test_phone_enrolment_is_counted(harness_factory: Callable[..., Harness], otel: Otel) -> None:
+    phones: dict[str, str | None] = {"nina": None, "omar": None}
+
+    async def identify(conn: Any) -> Identity | None:
+        user = conn.cookies.get("test_user")
+        return Identity(user, phones[user]) if user in phones else None
+
+    async def save(user_id: str, e164: str) -> None:
+        phones[user_id] = e164
+
+    middleware = {"meter_provider": otel.meters, "identify": identify, "on_phone_confirmed": save}
+    h = harness_factory(middleware=middleware, shared_phone_accounts=2)
+    for n, user in enumerate(["nina", "omar"]):
+        with h.client(user) as c:
+            page = c.get("/voice2fa/phone")
+            posted = c.post("/voice2fa/phone", data={"phone": "+12025550170", "csrf_token": csrf_of(page.text)})
+            assert posted.status_code == 303
+            h.double.wait_for_calls(n + 1)
+            verify = c.get(posted.headers["location"])
+            form = {"code": h.double.calls[-1].code(), "csrf_token": csrf_of(verify.text)}
+            assert c.post("/voice2fa/verify", data=form).status_code == 303
+    assert otel.total("voice2fa.phones.confirmed", **{"voice2fa.country": "US"}) == 2
+    assert otel.total("voice2fa.phones.shared", **{"voice2fa.country": "US"}) == 1

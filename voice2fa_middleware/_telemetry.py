@@ -34,6 +34,8 @@ INSTRUMENTS = {
     "voice2fa.provider.create_call.duration": ("histogram", "s", "Create Call requests to the provider"),
     "voice2fa.provider.circuit": ("counter", "{change}", "Circuit breaker state changes, by new state"),
     "voice2fa.store.errors": ("counter", "{error}", "Store failures and timeouts (requests failed closed)"),
+    "voice2fa.phones.confirmed": ("counter", "{phone}", "Numbers confirmed on the phone page and saved by the app"),
+    "voice2fa.phones.shared": ("counter", "{phone}", "Numbers confirmed by many accounts within a day"),
 }
 
 _FINAL = {"completed", "busy", "no-answer", "failed", "canceled"}
@@ -115,6 +117,10 @@ class Telemetry:
             self.add("voice2fa.budgets.exhausted", {"voice2fa.budget": str(detail.get("budget", ""))})
         elif kind == "provider_circuit":
             self.add("voice2fa.provider.circuit", {"voice2fa.state": str(detail.get("state", ""))})
+        elif kind == "phone_confirmed":
+            self.add("voice2fa.phones.confirmed", country)
+        elif kind == "phone_shared":
+            self.add("voice2fa.phones.shared", country)
 
     @contextlib.contextmanager
     def span(self, name: str, headers: Mapping[str, str] | None, kind: str, **attributes: str | int) -> Iterator[None]:
