@@ -6,7 +6,13 @@ a couple of thousand instructions. Each configuration runs in its own process un
 twice, for 500 and for 1,500 requests through uvicorn's h11 protocol (no sockets, as in
 ``inprocess.py``); the difference over 1,000 is the cost of one request, start-up left out.
 
-Usage: python benchmarks/instructions.py   (needs valgrind and setarch; about a minute)
+Where objects land in memory still moves the count: one more object made at start-up, by a
+change nowhere near the request's path, has moved a row by 10,000 (a different probe count in
+some hash table, a different collection). So each configuration runs at three heap layouts
+(``PADDINGS``: that many objects made before the app) and the median is shown, with the
+spread beside it: a difference smaller than the spread is not a change of the work.
+
+Usage: python benchmarks/instructions.py   (needs valgrind and setarch; about three minutes)
 """
 
 from __future__ import annotations
@@ -31,9 +37,15 @@ CASES = {
 }
 
 
+PADDINGS = (0, 700, 2100)
+
+
 async def drive(name: str, n: int) -> None:
     from benchmarks.inprocess import driver
     from benchmarks.run import verified_cookie
+
+    # Objects of many sizes, kept alive: they move where the app's own objects land.
+    padding = [bytearray(i % 512) for i in range(int(os.environ.get("BENCH_PADDING", "0")))]  # noqa: F841
 
     config, path, cookie = CASES[name]
     requests = driver(config, path, "user=bench" + (f"; voice2fa_verified={verified_cookie()}" if cookie else ""))
@@ -46,10 +58,10 @@ async def drive(name: str, n: int) -> None:
     await requests(n)
 
 
-def instructions(name: str, n: int) -> int:
+def instructions(name: str, n: int, padding: int = 0) -> int:
     cmd = ["setarch", "-R", "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
     cmd += [sys.executable, __file__, "--drive", name, str(n)]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", "BENCH_PADDING": str(padding)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stderr
     found = re.search(r"I\s+refs:\s+([\d,]+)", out)
     assert found, out
@@ -63,11 +75,16 @@ def main() -> None:
     if sys.argv[1:2] == ["--drive"]:
         asyncio.run(drive(sys.argv[2], int(sys.argv[3])))
         return
-    per_request = {name: (instructions(name, 1500) - instructions(name, 500)) / 1000 for name in CASES}
+    layouts = {
+        name: sorted((instructions(name, 1500, p) - instructions(name, 500, p)) / 1000 for p in PADDINGS)
+        for name in CASES
+    }
+    per_request = {name: counts[len(counts) // 2] for name, counts in layouts.items()}
     bare = per_request["(a) bare app"]
-    print(f"{'configuration':42} {'instr/req':>10} {'+instr':>8} {'+%':>6}")
+    print(f"{'configuration':42} {'instr/req':>10} {'+instr':>8} {'+%':>6} {'spread':>7}")
     for name, count in per_request.items():
-        print(f"{name:42} {count:10.0f} {count - bare:+8.0f} {100 * (count - bare) / bare:+6.2f}")
+        spread = layouts[name][-1] - layouts[name][0]
+        print(f"{name:42} {count:10.0f} {count - bare:+8.0f} {100 * (count - bare) / bare:+6.2f} {spread:7.0f}")
 
 
 if __name__ == "__main__":

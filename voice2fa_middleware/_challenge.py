@@ -38,6 +38,28 @@ def bounded_next(path: str, query: str) -> str:
     return path if len(path) <= MAX_NEXT else "/"
 
 
+def new_challenge(ctx: Context, user_tag: str, e164: str, binding: str, language: str, now: float) -> Challenge:
+    """A new challenge for a call to ``e164``, its first call installed: a new code (kept in
+    plain only until the call speaks it) under a new call nonce."""
+    s, keys = ctx.settings, ctx.keys
+    cid, code = challenge_id(user_tag), generate_code(s.code_digits)
+    return Challenge(
+        id=cid,
+        user_tag=user_tag,
+        phone=e164,
+        code_mac=keys.code_mac(cid, code),
+        code=code,
+        created_at=now,
+        expires_at=now + s.code_ttl,
+        language=language,
+        binding=binding,
+        calls=1,
+        last_call_at=now,
+        call_nonce=new_id(12),
+        call_status="queued",
+    )
+
+
 class Challenger:
     """Creates challenges and places their calls; owns the call limits (S8) and lockout (S4)."""
 
@@ -80,27 +102,6 @@ class Challenger:
             return json_response(401, body, {"www-authenticate": 'Voice2FA realm="voice2fa"'})
         return RedirectResponse(url, status_code=303, headers={"cache-control": "no-store"})
 
-    def new_challenge(self, user_tag: str, e164: str, binding: str, language: str, now: float) -> Challenge:
-        """A new challenge for a call to ``e164``, its first call installed: a new code (kept
-        in plain only until the call speaks it) under a new call nonce."""
-        s, keys = self.settings, self.ctx.keys
-        cid, code = challenge_id(user_tag), generate_code(s.code_digits)
-        return Challenge(
-            id=cid,
-            user_tag=user_tag,
-            phone=e164,
-            code_mac=keys.code_mac(cid, code),
-            code=code,
-            created_at=now,
-            expires_at=now + s.code_ttl,
-            language=language,
-            binding=binding,
-            calls=1,
-            last_call_at=now,
-            call_nonce=new_id(12),
-            call_status="queued",
-        )
-
     def binding(self, identity: Identity, e164: str | None = None) -> str:
         """What a challenge is bound to (S23): the user, the phone called, the version."""
         if e164 is None:
@@ -134,7 +135,7 @@ class Challenger:
         # The challenge this visit would start, its first call installed: one step of the
         # store either returns the user's live challenge (a second visit, another tab or
         # browser: no second call) or checks the lockout, charges the budgets and saves it.
-        challenge = self.new_challenge(user_tag, phone.e164, binding, language, now)
+        challenge = new_challenge(ctx, user_tag, phone.e164, binding, language, now)
         nonce = challenge.call_nonce
         known_key, known, new = self.call_buckets(request, user_tag, phone.e164)
         lockout = self.lockout(user_tag)

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 
-from ._challenge import Challenger
+from ._challenge import Challenger, new_challenge
 from ._context import client_group
 from ._crypto import new_id
 from ._pages import json_response
@@ -77,7 +77,7 @@ class Enrolment:
             await ctx.audit("call_failed", request, identity.user_id, provider_status=0, reason="provider_unavailable")
             return ctx.error(request, 503, "provider_unavailable", language=language, retry_after=left, link=next_url)
         now = ctx.now()
-        challenge = challenger.new_challenge(user_tag, e164, self.binding(identity, e164), language, now)
+        challenge = new_challenge(ctx, user_tag, e164, self.binding(identity, e164), language, now)
         buckets = self.buckets(request, user_tag, e164)
         lockout = challenger.lockout(user_tag)
         # known_key names a counter nobody writes: the enrolment budgets apply either way.
