@@ -12,7 +12,7 @@ some hash table, a different collection). So each configuration runs at three he
 (``PADDINGS``: that many objects made before the app) and the median is shown, with the
 spread beside it: a difference smaller than the spread is not a change of the work.
 
-Usage: python benchmarks/instructions.py   (needs valgrind and setarch; about three minutes)
+Usage: python benchmarks/instructions.py   (needs valgrind and setarch; about eight minutes on a slow 2-core host)
 """
 
 from __future__ import annotations
