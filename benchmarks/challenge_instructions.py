@@ -13,8 +13,6 @@ Usage: python benchmarks/challenge_instructions.py   (needs valgrind, setarch, r
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import socket
 import subprocess
 import sys
@@ -65,13 +63,9 @@ async def drive(n: int) -> None:
 
 
 def instructions(n: int, redis_url: str) -> int:
-    cmd = ["setarch", "-R", "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-    cmd += [sys.executable, __file__, "--drive", str(n)]
-    env = {**os.environ, "PYTHONHASHSEED": "0", "BENCH_REDIS_URL": redis_url}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stderr
-    found = re.search(r"I\s+refs:\s+([\d,]+)", out)
-    assert found, out
-    return int(found.group(1).replace(",", ""))
+    from benchmarks.instructions import valgrind_count
+
+    return valgrind_count([__file__, "--drive", str(n)], {"BENCH_REDIS_URL": redis_url})
 
 
 def main() -> None:

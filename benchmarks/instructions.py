@@ -58,14 +58,18 @@ async def drive(name: str, n: int) -> None:
     await requests(n)
 
 
-def instructions(name: str, n: int, padding: int = 0) -> int:
+def valgrind_count(argv: list[str], env: dict[str, str]) -> int:
+    """Instructions a Python run of ``argv`` executes (fixed hash seed, no address randomisation)."""
     cmd = ["setarch", "-R", "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-    cmd += [sys.executable, __file__, "--drive", name, str(n)]
-    env = {**os.environ, "PYTHONHASHSEED": "0", "BENCH_PADDING": str(padding)}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stderr
+    env = {**os.environ, "PYTHONHASHSEED": "0", **env}
+    out = subprocess.run([*cmd, sys.executable, *argv], capture_output=True, text=True, env=env, check=True).stderr
     found = re.search(r"I\s+refs:\s+([\d,]+)", out)
     assert found, out
     return int(found.group(1).replace(",", ""))
+
+
+def instructions(name: str, n: int, padding: int = 0) -> int:
+    return valgrind_count([__file__, "--drive", name, str(n)], {"BENCH_PADDING": str(padding)})
 
 
 def main() -> None:
