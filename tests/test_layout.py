@@ -59,9 +59,9 @@ def test_no_import_cycle_not_even_a_typing_only_one() -> None:
 LAYERS = [
     [
         "_errors", "_audit", "_urls", "_crypto", "_phone", "_messages", "_i18n", "_laml", "_webhooks", "_carrier",
-        "_telemetry",
+        "_telemetry", "_deadline",
     ],
-    ["_redis_scripts", "_redis_connect", "_breaker"],
+    ["_redis_scripts", "_redis_connect", "_redis_batch", "_breaker"],
     ["_settings"],
     ["_store"],
     ["_memory_store", "_redis_store"],

@@ -60,14 +60,15 @@ async def emit(hook: AuditHook | None, event: AuditEvent) -> None:
 
     A failing hook is logged and ignored: auditing must not break sign-in.
     """
-    logger.info(
-        "%s user=%s client=%s %s",
-        event.kind,
-        event.user_id,
-        event.client,
-        " ".join(f"{k}={v}" for k, v in event.detail.items()),
-        extra=log_fields(event),
-    )
+    if logger.isEnabledFor(logging.INFO):  # the record's text and fields cost, even unlogged
+        logger.info(
+            "%s user=%s client=%s %s",
+            event.kind,
+            event.user_id,
+            event.client,
+            " ".join(f"{k}={v}" for k, v in event.detail.items()),
+            extra=log_fields(event),
+        )
     if hook is None:
         return
     try:

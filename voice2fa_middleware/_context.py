@@ -9,6 +9,7 @@ It also turns an error code into the page or JSON body every endpoint answers wi
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import ipaddress
 import logging
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -26,6 +26,7 @@ from starlette.responses import Response
 from ._audit import AuditEvent, AuditHook, EventKind, emit
 from ._callers import Caller, ConsoleCaller, SignalWireCaller
 from ._crypto import Keyring
+from ._deadline import within
 from ._errors import ConfigurationError, StoreError
 from ._i18n import Translations
 from ._laml import LamlBuilder
@@ -44,9 +45,11 @@ logger = logging.getLogger("voice2fa")
 SelectLanguage = Callable[[HTTPConnection], "str | None"]
 
 
+@functools.lru_cache(maxsize=4096)
 def client_group(address: str) -> str:
     """What a per-client budget counts: an IPv4 address, or an IPv6 client's /64 (one
-    customer's allocation, inside which addresses are free to rotate)."""
+    customer's allocation, inside which addresses are free to rotate). Parsed once per
+    address among the last 4,096 seen (bounded: clients choose their addresses)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -125,6 +128,7 @@ class Context:
         self._warned_forwarded = False
         self._warned_order = False
         self.store: Store = store if store is not None else default_store(s, clock)
+        self._store_on_asyncio = bool(getattr(self.store, "asyncio_only", False))
         if s.ephemeral_secret and not isinstance(self.store, MemoryStore):
             raise ConfigurationError(
                 "a store shared between processes (RedisStore) needs VOICE2FA_SECRET_KEY: with a "
@@ -232,8 +236,7 @@ class Context:
         try:
             if type(self.store) is MemoryStore:  # never awaits: a cancel scope would only cost
                 return await awaitable
-            with anyio.fail_after(self.settings.store_timeout):
-                return await awaitable
+            return await within(self.settings.store_timeout, awaitable, asyncio_only=self._store_on_asyncio)
         except StoreError:
             self.telemetry.add("voice2fa.store.errors")
             raise

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
 
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.]+")
 # A proof: the format version, when it was signed and the signature (itsdangerous's
@@ -35,6 +36,49 @@ def new_id(nbytes: int = 18) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+# itsdangerous's JSON (compact); json.dumps would build a new encoder for each payload.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class _Signer(TimestampSigner):
+    """itsdangerous's timestamp signer, each key's derived key computed once (it depends
+    only on the secret key and the salt, both fixed for the signer)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._derived: dict[str | bytes | None, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        key = self._derived.get(secret_key)
+        if key is None:
+            key = self._derived[secret_key] = super().derive_key(secret_key)
+        return key
+
+
+class _Serializer(URLSafeTimedSerializer):
+    """itsdangerous's URL-safe timed serializer, cheaper for the small payloads signed on
+    every challenge (the pending cookie, the call token): one signer per salt, kept, and no
+    zlib attempt below 256 bytes of JSON (zlib's set-up costs more than the bytes it saves
+    there). Tokens stay in itsdangerous's format: any of its serializers reads them, and
+    this one reads compressed ones."""
+
+    default_signer = _Signer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._signers: dict[str | bytes | None, Any] = {}
+
+    def make_signer(self, salt: str | bytes | None = None) -> Any:
+        signer = self._signers.get(salt)
+        if signer is None:
+            signer = self._signers[salt] = super().make_signer(salt)
+        return signer
+
+    def dump_payload(self, obj: Any) -> bytes:
+        text = _compact_json(obj).encode()
+        return base64_encode(text) if len(text) < 256 else super().dump_payload(obj)
+
+
 def _derive(secret: str, purpose: str) -> bytes:
     return hmac.new(secret.encode(), b"voice2fa/" + purpose.encode(), hashlib.sha256).digest()
 
@@ -50,12 +94,12 @@ class Keyring:
         self._tag_keys = [_derive(s, "tag") for s in self._secrets]
         # itsdangerous signs with the last key and verifies with all of them.
         self._oldest_first = list(reversed(self._secrets))
-        self.pending = URLSafeTimedSerializer(self._oldest_first, salt="voice2fa.pending")
-        self.call = URLSafeTimedSerializer(self._oldest_first, salt="voice2fa.call")
+        self.pending = self.serializer("voice2fa.pending")
+        self.call = self.serializer("voice2fa.call")
 
     def serializer(self, salt: str) -> URLSafeTimedSerializer:
         """A signer of timed payloads for one purpose (``salt``), under every key."""
-        return URLSafeTimedSerializer(self._oldest_first, salt=salt)
+        return _Serializer(self._oldest_first, salt=salt)
 
     # -- keyed hashes ----------------------------------------------------------------------
 

@@ -117,6 +117,7 @@ class Translations:
         self.languages: tuple[str, ...] = (*LANGUAGES, *sorted(set(self._extra) - set(LANGUAGES)))
         self._speech = dict(speech_languages or {})
         self._catalogs: dict[str, gettext.NullTranslations] = {}
+        self._negotiated: dict[tuple[str, str], str] = {}
         for code in self._extra:
             self.catalog(code)  # a broken file fails at start-up, not on a user's request
 
@@ -229,8 +230,18 @@ class Translations:
 
     def negotiate(self, accept_language: str | None, default: str = "en") -> str:
         """The best language we have of an ``Accept-Language`` header; never fails."""
+        # Browsers send a few distinct headers: each is read once (bounded, as clients choose).
+        key = ((accept_language or "")[:512], default)
+        found = self._negotiated.get(key)
+        if found is None:
+            if len(self._negotiated) >= 1024:
+                self._negotiated.clear()
+            found = self._negotiated[key] = self._negotiate(key[0], default)
+        return found
+
+    def _negotiate(self, accept_language: str, default: str) -> str:
         ranked: list[tuple[float, int, str]] = []
-        for index, part in enumerate((accept_language or "")[:512].split(",")):
+        for index, part in enumerate(accept_language.split(",")):
             pieces = part.strip().split(";")
             quality = 1.0
             for param in pieces[1:]:

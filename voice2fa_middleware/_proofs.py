@@ -8,6 +8,7 @@ tokens bound to the user's ``Identity`` (``Keyring.sign_proof``). The third cook
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Literal
 
@@ -27,6 +28,9 @@ SIGN_OUT_KINDS: tuple[CookieKind, ...] = ("verified", "pending")
 
 
 _CACHE_CONTROL = (b"cache-control", b"no-store")
+# What http.cookies writes as it is: a cookie name or token, and a path, with no quoting.
+_PLAIN = re.compile(r"[A-Za-z0-9_\-.]+")
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9_\-./~%]*")
 
 
 def accepts_html(scope: Scope) -> bool:
@@ -174,14 +178,15 @@ class Cookies:
         return None
 
     def set(self, response: Response, conn: HTTPConnection, kind: CookieKind, value: str) -> None:
+        name, path, secure = self.name(conn, kind), self.path_of(conn.scope), self.secure(conn.scope)
+        if _PLAIN.fullmatch(name) and _PLAIN.fullmatch(value) and _PLAIN_PATH.fullmatch(path):
+            # Starlette's set_cookie, byte for byte (attributes in http.cookies' order), without
+            # building a SimpleCookie: names and tokens that need no quoting, the common case.
+            header = f"{name}={value}; HttpOnly; Max-Age={int(self._max_ages[kind])}; Path={path}; SameSite=lax"
+            response.raw_headers.append((b"set-cookie", (header + "; Secure" if secure else header).encode()))
+            return
         response.set_cookie(
-            self.name(conn, kind),
-            value,
-            max_age=self._max_ages[kind],
-            path=self.path_of(conn.scope),
-            secure=self.secure(conn.scope),
-            httponly=True,
-            samesite="lax",
+            name, value, max_age=self._max_ages[kind], path=path, secure=secure, httponly=True, samesite="lax"
         )
 
     def delete(self, response: Response, conn: HTTPConnection, kind: CookieKind) -> None:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import _redis_scripts as lua
 from ._errors import MissingExtraError, StoreError
+from ._redis_batch import Batcher, Scripts, compact_json, pairs, text
 from ._redis_connect import Connection, connect
 from ._store import ROLLBACK_FIELDS, Bucket, Challenge, Reservation, Start, user_key
 
@@ -28,14 +27,6 @@ logger = logging.getLogger("voice2fa")
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _pairs(flat: Sequence[Any]) -> dict[str, str]:
-    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 def _key_slot(key: bytes) -> int:
@@ -61,6 +52,8 @@ class RedisStore:
     Keys start with ``key_prefix``. Every call has a timeout; any failure raises
     ``StoreError`` so requests fail closed.
     """
+
+    asyncio_only = True  # redis.asyncio: the middleware may use asyncio's cheaper timeout
 
     def __init__(
         self,
@@ -92,19 +85,9 @@ class RedisStore:
         # read the cluster's layout, fails some of them: it reads the layout once, first.
         self._cold = self.cluster
         self._warming = asyncio.Lock()
-        self._reserve = redis.register_script(lua.RESERVE)
-        self._begin_call = redis.register_script(lua.BEGIN_CALL)
-        self._update_call = redis.register_script(lua.UPDATE_CALL)
-        self._take = redis.register_script(lua.TAKE)
-        self._consume = redis.register_script(lua.CONSUME)
-        self._rollback = redis.register_script(lua.ROLLBACK)
-        self._hit = redis.register_script(lua.HIT)
-        self._peek = redis.register_script(lua.PEEK)
-        self._create = redis.register_script(lua.CREATE)
-        self._live = redis.register_script(lua.LIVE)
-        self._start = redis.register_script(lua.START)
-        self._untake = redis.register_script(lua.UNTAKE)
-        self._abandon = redis.register_script(lua.ABANDON)
+        # One server or Sentinel: the scripts of concurrent requests go out together (_redis_batch).
+        self._batch = None if self.cluster else Batcher(redis)
+        self._lua = Scripts(self._batch.register_script if self._batch else redis.register_script)
 
     # On a cluster, keys carry hash tags: ids made by ``challenge_id()`` lead with their
     # user's shard, the same hash tag as the user's keys. On one server the braces are left
@@ -153,17 +136,17 @@ class RedisStore:
     async def create(self, challenge: Challenge) -> None:
         key, pointer = self._user_keys(challenge)
         fields = [x for kv in challenge.to_fields().items() for x in kv]
-        await self._run(self._create(keys=[key, pointer], args=[int(challenge.expires_at * 1000), *fields]))
+        await self._run(self._lua.create(keys=[key, pointer], args=[int(challenge.expires_at * 1000), *fields]))
 
     async def live_challenge(self, user_tag: str) -> Challenge | None:
-        flat = await self._run(self._live(keys=[self._uk(user_tag)]))
-        return Challenge.from_fields(_pairs(flat)) if flat else None
+        flat = await self._run(self._lua.live(keys=[self._uk(user_tag)]))
+        return Challenge.from_fields(pairs(flat)) if flat else None
 
     async def get(self, challenge_id: str) -> Challenge | None:
         fields = await self._run(self._redis.hgetall(self._ck(challenge_id)))
         if not fields:
             return None
-        return Challenge.from_fields({_text(k): _text(v) for k, v in fields.items()})
+        return Challenge.from_fields({text(k): text(v) for k, v in fields.items()})
 
     async def start(
         self,
@@ -182,7 +165,7 @@ class RedisStore:
         local_known = [b for b in known if home is None or self._slot(self._nk(b.key)) == home]
         local_new = [b for b in new if home is None or self._slot(self._nk(b.key)) == home]
         answer = await self._run(
-            self._start(
+            self._lua.start(
                 keys=[
                     pointer,
                     self._nk(lockout.key),
@@ -197,20 +180,20 @@ class RedisStore:
                     int(challenge.expires_at * 1000),
                     len(local_known),
                     len(local_new),
-                    json.dumps(_limits([*local_known, *local_new]), separators=(",", ":")),
-                    json.dumps(challenge.to_fields(), separators=(",", ":")),
+                    compact_json(_limits([*local_known, *local_new])),
+                    compact_json(challenge.to_fields()),
                 ],
             )
         )
         status = int(answer[0])
         if status == 1:
-            return Start(Challenge.from_fields(_pairs(answer[1])), created=False)
+            return Start(Challenge.from_fields(pairs(answer[1])), created=False)
         if status == 2:
             return Start(None, created=False, locked_for=int(answer[1]) / 1000.0)
         if status == 3:
             return Start(None, created=False, wait=int(answer[1]) / 1000.0)
         chosen, local = (known, local_known) if int(answer[1]) else (new, local_new)
-        shared = [b for b in chosen if b not in local]
+        shared = [b for b in chosen if b not in local] if self.cluster else []
         if shared:
             try:
                 wait = await self._take_spread(shared)
@@ -229,7 +212,7 @@ class RedisStore:
         shielded from cancellation, within the store's timeout."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._timeout):
             try:
-                await self._abandon(keys=[pointer, key, *(self._nk(b.key) for b in local)])
+                await self._lua.abandon(keys=[pointer, key, *(self._nk(b.key) for b in local)])
             except Exception:  # the challenge then expires with its code_ttl
                 logger.warning("voice2fa: could not undo a challenge after a cluster error")
 
@@ -244,7 +227,7 @@ class RedisStore:
             groups.setdefault(self._slot(self._nk(b.key)), []).append(b)
         parts = list(groups.values())
         waits = await asyncio.gather(
-            *(self._take(keys=[self._nk(b.key) for b in g], args=_limits(g)) for g in parts), return_exceptions=True
+            *(self._lua.take(keys=[self._nk(b.key) for b in g], args=_limits(g)) for g in parts), return_exceptions=True
         )
         failed = next((w for w in waits if isinstance(w, BaseException)), None)
         wait_ms = 0 if failed else max(int(w) for w in waits)  # type: ignore[arg-type]
@@ -255,7 +238,7 @@ class RedisStore:
                 if not isinstance(w, BaseException) and not int(w)
                 for b in g
             ]
-            await asyncio.gather(*(self._untake(keys=[k]) for k in taken), return_exceptions=True)
+            await asyncio.gather(*(self._lua.untake(keys=[k]) for k in taken), return_exceptions=True)
         if failed is not None:
             raise StoreError(f"redis: {type(failed).__name__}") from failed
         return wait_ms / 1000.0
@@ -264,23 +247,23 @@ class RedisStore:
         self, challenge_id: str, max_attempts: int, *, lockout: Bucket, now: float
     ) -> Reservation:
         counted, failures, locked_ms, *rest = await self._run(
-            self._reserve(
+            self._lua.reserve(
                 keys=[self._ck(challenge_id), self._nk(lockout.key)],
                 args=[max_attempts, lockout.limit, lockout.window * 1000],
             )
         )
-        challenge = Challenge.from_fields(_pairs(rest[0])) if int(counted) else None
+        challenge = Challenge.from_fields(pairs(rest[0])) if int(counted) else None
         return Reservation(challenge, int(failures), int(locked_ms) / 1000.0)
 
     async def consume(self, challenge_id: str, code_mac: str) -> bool:
-        return bool(await self._run(self._consume(keys=[self._ck(challenge_id)], args=[code_mac])))
+        return bool(await self._run(self._lua.consume(keys=[self._ck(challenge_id)], args=[code_mac])))
 
     async def rollback_call(self, challenge_id: str, call_nonce: str, previous: Challenge) -> None:
         fields = previous.to_fields()
         args = [call_nonce]
         for name in ROLLBACK_FIELDS:
             args += [name, fields[name]]
-        await self._run(self._rollback(keys=[self._ck(challenge_id)], args=args))
+        await self._run(self._lua.rollback(keys=[self._ck(challenge_id)], args=args))
 
     async def begin_call(
         self,
@@ -294,7 +277,7 @@ class RedisStore:
         max_calls: int,
     ) -> float | None:
         raw = await self._run(
-            self._begin_call(
+            self._lua.begin_call(
                 keys=[self._ck(challenge_id)],
                 args=[code_mac, code, call_nonce, repr(now), repr(float(cooldown)), max_calls],
             )
@@ -312,12 +295,12 @@ class RedisStore:
         drop_code: bool = False,
     ) -> Challenge | None:
         flat = await self._run(
-            self._update_call(
+            self._lua.update_call(
                 keys=[self._ck(challenge_id)],
                 args=[call_nonce, call_sid or "", status or "", int(drop_code)],
             )
         )
-        return Challenge.from_fields(_pairs(flat)) if flat else None
+        return Challenge.from_fields(pairs(flat)) if flat else None
 
     async def delete(self, challenge_id: str) -> None:
         await self._run(self._redis.delete(self._ck(challenge_id)))
@@ -327,15 +310,15 @@ class RedisStore:
             return 0.0
         if self.cluster and len({self._slot(self._nk(b.key)) for b in buckets}) > 1:
             return await self._take_spread(buckets)
-        wait_ms = await self._run(self._take(keys=[self._nk(b.key) for b in buckets], args=_limits(buckets)))
+        wait_ms = await self._run(self._lua.take(keys=[self._nk(b.key) for b in buckets], args=_limits(buckets)))
         return int(wait_ms) / 1000.0
 
     async def hit(self, key: str, window: int, now: float) -> tuple[int, float]:
-        count, ttl_ms = await self._run(self._hit(keys=[self._nk(key)], args=[window * 1000]))
+        count, ttl_ms = await self._run(self._lua.hit(keys=[self._nk(key)], args=[window * 1000]))
         return int(count), max(int(ttl_ms), 0) / 1000.0
 
     async def peek(self, key: str, now: float) -> tuple[int, float]:
-        count, ttl_ms = await self._run(self._peek(keys=[self._nk(key)]))
+        count, ttl_ms = await self._run(self._lua.peek(keys=[self._nk(key)]))
         return int(count), max(int(ttl_ms), 0) / 1000.0
 
     async def clear(self, key: str) -> None:
@@ -345,4 +328,6 @@ class RedisStore:
         await self._run(self._redis.ping())
 
     async def aclose(self) -> None:
+        if self._batch is not None:
+            await self._batch.aclose()
         await self._conn.aclose()

@@ -63,7 +63,7 @@ class Challenge:
     """A keyed tag of the identity (user, phone called, version) the challenge was made for."""
 
     def to_fields(self) -> dict[str, str]:
-        return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {name: str(getattr(self, name)) for name in _CHALLENGE_FIELDS}
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> Challenge:
@@ -84,6 +84,9 @@ class Challenge:
             language=fields.get("language", "en"),
             binding=fields.get("binding", ""),
         )
+
+
+_CHALLENGE_FIELDS = tuple(f.name for f in dataclasses.fields(Challenge))
 
 
 ROLLBACK_FIELDS = ("code_mac", "code", "call_nonce", "calls", "last_call_at", "call_sid", "call_status")

@@ -38,6 +38,7 @@ INSTRUMENTS = {
     "voice2fa.phones.shared": ("counter", "{phone}", "Numbers confirmed by many accounts within a day"),
 }
 
+_NO_SPAN = contextlib.nullcontext()
 _FINAL = {"completed", "busy", "no-answer", "failed", "canceled"}
 
 
@@ -69,6 +70,8 @@ class Telemetry:
             ours = ""
         meter = metrics.get_meter(NAME, ours, meter_provider=meter_provider)
         self._tracer = trace.get_tracer(NAME, ours, tracer_provider=tracer_provider)
+        # Until the app sets a tracer provider, spans are no-ops: skip their set-up then.
+        self._tracer_given = tracer_provider is not None
         self._trace = trace
         self._propagate = propagate
         self._instruments: dict[str, Any] = {}
@@ -122,13 +125,21 @@ class Telemetry:
         elif kind == "phone_shared":
             self.add("voice2fa.phones.shared", country)
 
-    @contextlib.contextmanager
-    def span(self, name: str, headers: Mapping[str, str] | None, kind: str, **attributes: str | int) -> Iterator[None]:
+    def span(
+        self, name: str, headers: Mapping[str, str] | None, kind: str, **attributes: str | int
+    ) -> contextlib.AbstractContextManager[None]:
         """A span around ``name``: a child of the current span (an instrumented app's request
         span), else of the trace the request's ``traceparent`` header names, if any."""
-        if not self.enabled:
-            yield
-            return
+        if not self.enabled or (
+            not self._tracer_given and isinstance(self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider)
+        ):
+            return _NO_SPAN  # no tracer provider yet: spans would be no-ops
+        return self._span(name, headers, kind, attributes)
+
+    @contextlib.contextmanager
+    def _span(
+        self, name: str, headers: Mapping[str, str] | None, kind: str, attributes: Mapping[str, str | int]
+    ) -> Iterator[None]:
         parent = None
         if not self._trace.get_current_span().get_span_context().is_valid and headers is not None:
             parent = self._propagate.extract(dict(headers))
