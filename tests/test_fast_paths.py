@@ -95,6 +95,17 @@ def test_cookie_headers_are_starlettes(
     assert ours.raw_headers == theirs.raw_headers
 
 
+def test_cookie_headers_with_a_max_age_that_is_no_int_are_starlettes() -> None:
+    cookies = Cookies(Voice2FASettings(secret_key=SECRET), Keyring([SECRET]), time.time)
+    cookies._max_ages["pending"] = 300.7  # type: ignore[assignment]
+    conn = HTTPConnection({"type": "http", "scheme": "https", "root_path": "", "path": "/", "headers": []})
+    ours, theirs = Response(), Response()
+    cookies.set(ours, conn, "pending", "abc.def")
+    theirs.set_cookie(cookies.name(conn, "pending"), "abc.def", max_age=300.7, path="/", secure=True,  # type: ignore[arg-type]
+                      httponly=True, samesite="lax")
+    assert ours.raw_headers == theirs.raw_headers
+
+
 # -- client groups and languages ---------------------------------------------------------
 
 
@@ -133,28 +144,26 @@ def test_language_negotiation_is_cached_and_bounded() -> None:
 
 
 @pytest.mark.anyio
-async def test_within_returns_times_out_and_lets_outer_cancellation_through() -> None:
+@pytest.mark.parametrize("native", [False, True])
+async def test_within_returns_times_out_and_lets_outer_cancellation_through(native: bool) -> None:
     async def late(seconds: float) -> str:
         await asyncio.sleep(seconds)
         return "done"
 
-    assert await within(1, late(0)) == "done"
-    assert await within(1, late(0), asyncio_only=True) == "done"
+    assert await within(1, late(0), native=native) == "done"
     started = time.monotonic()
     with pytest.raises(TimeoutError):  # the builtin, on every Python
-        await within(0.05, late(5))
+        await within(0.05, late(5), native=native)
     assert time.monotonic() - started < 1
-    with pytest.raises(TimeoutError):
-        await within(0.05, late(5), asyncio_only=True)
 
-    task = asyncio.get_running_loop().create_task(within(5, late(5)))
+    task = asyncio.get_running_loop().create_task(within(5, late(5), native=native))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):  # not turned into a timeout
         await task
     # A deadline inside a cancel scope that ends first: the scope's cancellation wins.
     with anyio.move_on_after(0.05) as scope:
-        await within(5, late(5))
+        await within(5, late(5), native=native)
     assert scope.cancelled_caught
 
 
@@ -162,11 +171,24 @@ def test_within_on_trio_uses_anyio() -> None:
     trio = pytest.importorskip("trio")
 
     async def main() -> None:
-        assert await within(1, trio.sleep(0), asyncio_only=False) is None
+        assert await within(1, trio.sleep(0)) is None
         with pytest.raises(TimeoutError):
             await within(0.05, trio.sleep(5))
 
     anyio.run(main, backend="trio")
+
+
+def test_native_deadlines_only_where_they_hold() -> None:
+    """asyncio.timeout only from Python 3.11.3 (gh-102780), and never on a cluster, whose
+    undo step runs in an anyio shield that a native cancellation would cut through."""
+    from voice2fa_middleware import _deadline
+
+    assert (sys.version_info >= (3, 11, 3)) == _deadline.NATIVE
+    pytest.importorskip("redis")
+    from voice2fa_middleware import RedisStore
+
+    assert RedisStore("redis://127.0.0.1:1/0").native_deadline is True
+    assert RedisStore("redis+cluster://127.0.0.1:1").native_deadline is False
 
 
 # -- spans ---------------------------------------------------------------------------------
@@ -295,3 +317,66 @@ async def test_a_flush_left_on_a_stopped_loop_does_not_stall_the_next(redis_stor
         assert (await redis_store.hit("k", 60, time.time()))[0] == 1
     assert batcher._queue == []
     stale.close()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_script_whose_answer_is_lost_is_not_sent_again(request: pytest.FixtureRequest) -> None:
+    """A proxy forwards the store's first script to Redis, then cuts the connection before
+    the answer: the request fails closed, and the script ran once (the store's own clients
+    never retry, as a script may not run twice; with redis-py's Retry(..., 3) it ran 4 times)."""
+    from redis.asyncio import Redis
+
+    from voice2fa_middleware import RedisStore
+
+    from .conftest import RedisServer
+
+    server: RedisServer = request.getfixturevalue("redis_server")
+    host, port = server.url.split("//")[1].split("/")[0].split(":")
+    cut = {"done": False}
+
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+
+        async def down() -> None:
+            while data := await up_reader.read(65536):
+                if not cut["done"] or b"EVALSHA" not in seen:
+                    writer.write(data)
+                    await writer.drain()
+
+        seen = bytearray()
+        task = asyncio.get_running_loop().create_task(down())
+        try:
+            while data := await reader.read(65536):
+                seen += data
+                up_writer.write(data)
+                await up_writer.drain()
+                if b"EVALSHA" in data and not cut["done"]:
+                    cut["done"] = True
+                    await asyncio.sleep(0.2)  # Redis has run it; its answer never comes back
+                    writer.transport.abort()
+                    break
+        finally:
+            task.cancel()
+            up_writer.close()
+
+    from voice2fa_middleware._redis_scripts import HIT
+
+    direct = Redis.from_url(server.url)
+    await direct.script_load(HIT)  # so that Redis runs the script (no NOSCRIPT answer)
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    proxy_port = proxy.sockets[0].getsockname()[1]
+    prefix = f"lost{time.time_ns()}:"
+    store = RedisStore(f"redis://127.0.0.1:{proxy_port}/0", key_prefix=prefix, timeout=2)
+    with pytest.raises(StoreError):
+        await store.hit("k", 60, time.time())
+    try:
+        assert int(await direct.get(f"{prefix}n:k") or 0) == 1  # ran once, not again
+        assert len(connections) == 1  # no reconnection to send it again
+    finally:
+        await direct.aclose()
+        await store.aclose()
+        proxy.close()

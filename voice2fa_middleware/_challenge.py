@@ -8,13 +8,13 @@ import logging
 import time
 from urllib.parse import urlencode
 
+import anyio
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 
 from ._callers import ConsoleCaller
 from ._context import Context, client_group
 from ._crypto import generate_code, new_id
-from ._deadline import within
 from ._errors import CallError, ProviderUnavailableError, StoreError
 from ._pages import json_response
 from ._phone import check_phone, region_of
@@ -300,13 +300,13 @@ class Challenger:
         outcome = "placed"
         try:
             with ctx.telemetry.span("voice2fa.create_call", request.headers, "client", **about):
-                placing = ctx.caller.place_call(
-                    to=challenge.phone,
-                    from_=ctx.from_number,
-                    laml_url=f"{base}/laml/{token}",
-                    status_url=f"{base}/status/{token}",
-                )
-                sid = await within(s.call_timeout + 1, placing)
+                with anyio.fail_after(s.call_timeout + 1):  # anyio's: callers may use its shields
+                    sid = await ctx.caller.place_call(
+                        to=challenge.phone,
+                        from_=ctx.from_number,
+                        laml_url=f"{base}/laml/{token}",
+                        status_url=f"{base}/status/{token}",
+                    )
         except Exception as exc:  # any failure of the caller: a clear page, never a 500
             outcome = "failed"
             error = exc if isinstance(exc, CallError) else None

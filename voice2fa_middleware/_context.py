@@ -128,7 +128,7 @@ class Context:
         self._warned_forwarded = False
         self._warned_order = False
         self.store: Store = store if store is not None else default_store(s, clock)
-        self._store_on_asyncio = bool(getattr(self.store, "asyncio_only", False))
+        self._native_deadline = bool(getattr(self.store, "native_deadline", False))
         if s.ephemeral_secret and not isinstance(self.store, MemoryStore):
             raise ConfigurationError(
                 "a store shared between processes (RedisStore) needs VOICE2FA_SECRET_KEY: with a "
@@ -236,7 +236,7 @@ class Context:
         try:
             if type(self.store) is MemoryStore:  # never awaits: a cancel scope would only cost
                 return await awaitable
-            return await within(self.settings.store_timeout, awaitable, asyncio_only=self._store_on_asyncio)
+            return await within(self.settings.store_timeout, awaitable, native=self._native_deadline)
         except StoreError:
             self.telemetry.add("voice2fa.store.errors")
             raise

@@ -1,59 +1,38 @@
 """A time limit on one awaitable, as cheap as the event loop allows.
 
-Every store operation and every Create Call runs under a deadline. ``anyio.fail_after``
-works on any event loop but costs about 25-40 µs to enter and leave; on asyncio,
-``asyncio.timeout`` (Python 3.11+) or, before it, ``async_timeout`` (the package it came
-from, which redis-py installs on those Pythons) does the same for about 9-11 µs. A challenge
-on RedisStore runs two deadlines. All raise ``TimeoutError`` when time runs out.
+Every store operation runs under a deadline. ``anyio.fail_after`` works on any event loop but
+costs about 25-40 us to enter and leave; ``asyncio.timeout`` does the same for about 11 us.
+It is used only where it is safe: on Python 3.11.3 and later (before, it could turn an expired
+deadline into a ``CancelledError`` when a cancellation was pending: CPython gh-102780), and
+only for awaitables that run on asyncio and rely on no anyio shield (``asyncio.timeout``
+cancels the task natively, which an anyio ``CancelScope(shield=True)`` does not hold off).
+Both raise ``TimeoutError`` when time runs out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
+import sys
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 
 T = TypeVar("T")
 
-
-def _asyncio_timeout() -> Any:
-    # asyncio.timeout cancels the task once and takes the cancellation back (Task.uncancel),
-    # so an outer cancellation is never swallowed.
-    if hasattr(asyncio, "timeout"):
-        return asyncio.timeout
-    try:
-        return importlib.import_module("async_timeout").timeout
-    except ImportError:
-        return None
+# Cancels the task once and takes the cancellation back (Task.uncancel): an outer
+# cancellation is never swallowed.
+NATIVE = sys.version_info >= (3, 11, 3)
 
 
-_ASYNCIO_TIMEOUT = _asyncio_timeout()
-
-
-def on_asyncio() -> bool:
-    """Whether the running task is an asyncio task (not trio's, say under hypercorn)."""
-    try:
-        return asyncio.current_task() is not None
-    except RuntimeError:  # no asyncio loop running in this thread
-        return False
-
-
-async def within(seconds: float, awaitable: Awaitable[T], *, asyncio_only: bool = False) -> T:
+async def within(seconds: float, awaitable: Awaitable[T], *, native: bool = False) -> T:
     """``awaitable``'s result, or ``TimeoutError`` after ``seconds``.
 
-    ``asyncio_only``: the awaitable can only run on asyncio (redis-py's client), so the
-    running loop need not be asked which it is.
+    ``native``: the awaitable runs on asyncio only and uses no anyio shield (redis-py's
+    client on one server), so asyncio's own timeout may bound it.
     """
-    if _ASYNCIO_TIMEOUT is not None and (asyncio_only or on_asyncio()):
-        try:
-            async with _ASYNCIO_TIMEOUT(seconds):
-                return await awaitable
-        except asyncio.TimeoutError as exc:  # async_timeout's; TimeoutError itself from 3.11
-            if isinstance(exc, TimeoutError):
-                raise
-            raise TimeoutError("timed out") from exc
+    if native and NATIVE:
+        async with asyncio.timeout(seconds):  # type: ignore[attr-defined,unused-ignore]
+            return await awaitable
     with anyio.fail_after(seconds):
         return await awaitable

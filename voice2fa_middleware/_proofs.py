@@ -179,15 +179,14 @@ class Cookies:
 
     def set(self, response: Response, conn: HTTPConnection, kind: CookieKind, value: str) -> None:
         name, path, secure = self.name(conn, kind), self.path_of(conn.scope), self.secure(conn.scope)
-        if _PLAIN.fullmatch(name) and _PLAIN.fullmatch(value) and _PLAIN_PATH.fullmatch(path):
+        max_age = self._max_ages[kind]
+        if type(max_age) is int and _PLAIN.fullmatch(name) and _PLAIN.fullmatch(value) and _PLAIN_PATH.fullmatch(path):
             # Starlette's set_cookie, byte for byte (attributes in http.cookies' order), without
             # building a SimpleCookie: names and tokens that need no quoting, the common case.
-            header = f"{name}={value}; HttpOnly; Max-Age={int(self._max_ages[kind])}; Path={path}; SameSite=lax"
+            header = f"{name}={value}; HttpOnly; Max-Age={max_age}; Path={path}; SameSite=lax"
             response.raw_headers.append((b"set-cookie", (header + "; Secure" if secure else header).encode()))
             return
-        response.set_cookie(
-            name, value, max_age=self._max_ages[kind], path=path, secure=secure, httponly=True, samesite="lax"
-        )
+        response.set_cookie(name, value, max_age=max_age, path=path, secure=secure, httponly=True, samesite="lax")
 
     def delete(self, response: Response, conn: HTTPConnection, kind: CookieKind) -> None:
         response.delete_cookie(

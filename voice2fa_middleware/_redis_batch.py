@@ -132,21 +132,29 @@ class Batcher:
             if not isinstance(exc, Exception):
                 raise
             return
-        for (script, keys, args, future), reply in zip(live, replies, strict=True):
-            if isinstance(reply, NoScriptError):  # Redis restarted or flushed its scripts
-                try:
-                    reply = await script.script(keys=keys, args=args)
-                except Exception as exc:
-                    reply = exc
-            if future.done():
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+        try:
+            for (script, keys, args, future), reply in zip(live, replies, strict=True):
+                if future.done():  # its caller gave up: nothing more is run for it
+                    continue
+                if isinstance(reply, NoScriptError):  # Redis restarted or flushed its scripts
+                    try:
+                        reply = await script.script(keys=keys, args=args)
+                    except Exception as exc:
+                        reply = exc
+                if future.done():
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        finally:  # whatever went wrong above, no caller is left waiting
+            for *_rest, future in live:
+                if not future.done():
+                    future.set_exception(ConnectionError("the batch's replies could not be read"))
 
     async def aclose(self) -> None:
-        """Wait for the pipelines in flight (each bounded by the client's socket timeout)."""
+        """Wait for the pipelines in flight (each bounded by the client's socket timeout, as
+        the store's own clients do not retry; a client passed in may)."""
         loop = asyncio.get_running_loop()
         here = [task for task in self._sending if task.get_loop() is loop]
         if here:

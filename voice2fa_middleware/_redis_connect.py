@@ -100,10 +100,16 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Connection:
         "socket_connect_timeout": timeout,
         "health_check_interval": 30,
     }
-    if scheme in ("redis+sentinel", "rediss+sentinel"):
-        return _sentinel(url, scheme == "rediss+sentinel", common, max_connections)
     if scheme in ("redis+cluster", "rediss+cluster"):
         return _cluster(url, scheme == "rediss+cluster", common, max_connections)
+    # No retries, whatever redis-py's default of the day: a script that may have run (its
+    # answer lost) must not run again; the request fails closed on the error instead.
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    common["retry"] = Retry(NoBackoff(), 0)
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
+        return _sentinel(url, scheme == "rediss+sentinel", common, max_connections)
     from redis.asyncio import Redis
 
     return Connection(Redis.from_url(url, max_connections=max_connections, **common), cluster=False)

@@ -53,8 +53,6 @@ class RedisStore:
     ``StoreError`` so requests fail closed.
     """
 
-    asyncio_only = True  # redis.asyncio: the middleware may use asyncio's cheaper timeout
-
     def __init__(
         self,
         url: str | None = None,
@@ -79,6 +77,8 @@ class RedisStore:
         redis = self._conn.client
         self._redis = redis
         self.cluster = self._conn.cluster  # a Redis Cluster
+        # asyncio's cheaper timeout may bound our calls, but not on a cluster (see _undo_start).
+        self.native_deadline = not self.cluster
         self._prefix = key_prefix
         self._timeout = timeout
         # redis-py's cluster client, when its first commands run side by side before it has
