@@ -6,8 +6,9 @@ overhead: unprotected=R1 verified=R2 session_middleware=R3 loop_p99_ratio=R4 red
 
 (e) starts a new challenge on every request (a new user each time: create, call, redirect);
 (w) runs the bare app and the middleware on RedisStore (verified path) with one uvicorn
-worker and with two, unpinned, to show that the middleware adds no serialisation between
-workers: workers2_vs_bare is the middleware's 2-worker/1-worker gain over the bare app's.
+worker and with two (uvicorn servers with a socket each on one port, see reuseport.py),
+unpinned, to show that the middleware adds no serialisation between workers:
+workers2_vs_bare is the middleware's 2-worker/1-worker gain over the bare app's.
 """
 
 from __future__ import annotations
@@ -49,35 +50,39 @@ class Server:
     def __init__(self, config: str, env: dict[str, str] | None = None, workers: int = 0) -> None:
         self.port = port_for_later()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [
-            sys.executable,
-            "-m",
-            # (w): uvicorn with TCP_NODELAY on the socket it binds for --workers (see serve.py)
-            "benchmarks.serve" if workers else "uvicorn",
-            "benchmarks.app:app",
-            "--port",
-            str(self.port),
-            "--log-level",
-            "error",
-            "--no-access-log",
-        ]
-        self.proc = subprocess.Popen(
-            # (w) runs 1 or 2 workers on whatever cores the scheduler gives them.
-            [*cmd, "--workers", str(workers)] if workers else pinned(cmd, SERVER_CPU),
-            cwd=ROOT,
-            env={**os.environ, "BENCH_CONFIG": config, **(env or {})},
-        )
+        environment = {**os.environ, "BENCH_CONFIG": config, **(env or {})}
+        if workers:
+            # (w): N uvicorn servers, a socket each on one port, on whatever cores the
+            # scheduler gives them (see reuseport.py for why not uvicorn --workers).
+            command = [sys.executable, "-m", "benchmarks.reuseport", "benchmarks.app:app", str(self.port)]
+            self.procs = [subprocess.Popen(command, cwd=ROOT, env=environment) for _ in range(workers)]
+        else:
+            command = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "benchmarks.app:app",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "error",
+                "--no-access-log",
+            ]
+            self.procs = [subprocess.Popen(pinned(command, SERVER_CPU), cwd=ROOT, env=environment)]
         for _ in range(200):
             try:
                 httpx.get(self.url + "/", timeout=0.5)
+                time.sleep(1.0 if workers > 1 else 0)  # the others bind their sockets too
                 return
             except httpx.HTTPError:
                 time.sleep(0.05)
         raise RuntimeError(f"{config} did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(timeout=10)
 
 
 # A new signed-in user on every request: each one starts a challenge of its own.
