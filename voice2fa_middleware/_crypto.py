@@ -36,8 +36,9 @@ def new_id(nbytes: int = 18) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
-# itsdangerous's JSON (compact); json.dumps would build a new encoder for each payload.
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+# Compact JSON, as itsdangerous writes it; json.dumps(..., separators=...) would build a new
+# encoder on every call, this one is built once.
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class _Signer(TimestampSigner):
@@ -75,7 +76,7 @@ class _Serializer(URLSafeTimedSerializer):
         return signer
 
     def dump_payload(self, obj: Any) -> bytes:
-        text = _compact_json(obj).encode()
+        text = compact_json(obj).encode()
         return base64_encode(text) if len(text) < 256 else super().dump_payload(obj)
 
 

@@ -19,7 +19,6 @@ own slot's node, and redis-py's cluster client runs them one by one.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
 # Redis reads a pipeline's commands one after the other: a bounded batch keeps one burst of
 # requests from holding the others' replies back behind it.
 MAX_BATCH = 64
-
-
-# json.dumps(..., separators=...) builds a new encoder on every call; this one is built once.
-compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def text(v: Any) -> str:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._crypto import compact_json
 from ._errors import MissingExtraError, StoreError
-from ._redis_batch import Batcher, Scripts, compact_json, pairs, text
+from ._redis_batch import Batcher, Scripts, pairs, text
 from ._redis_connect import Connection, connect
 from ._store import ROLLBACK_FIELDS, Bucket, Challenge, Reservation, Start, user_key
 
