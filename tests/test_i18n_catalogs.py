@@ -4,6 +4,7 @@ and <Say> codes per language; an app's own catalogs over ours."""
 
 from __future__ import annotations
 
+import gettext
 import io
 import re
 import string
@@ -12,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from babel import Locale
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import read_mo, write_mo
-from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po
 
 from tests.conftest import Harness, csrf_of, wrong_for
@@ -75,8 +76,6 @@ def test_the_template_holds_every_message_of_the_source() -> None:
 @pytest.mark.parametrize("locale", LOCALES)
 def test_every_catalog_has_every_message_with_the_english_placeholders(locale: str) -> None:
     catalog = read_catalog(locale)
-    plural = get_plural(locale)
-    assert (catalog.num_plurals, catalog.plural_expr) == (plural.num_plurals, plural.plural_expr)
     assert not catalog.fuzzy, "a fuzzy catalog header: pybabel compile would skip the file"
     found = {m.context: m for m in catalog if m.id}
     assert set(found) == set(SOURCE), "missing or extra messages (by msgctxt)"
@@ -96,6 +95,42 @@ def test_every_catalog_has_every_message_with_the_english_placeholders(locale: s
         for form in forms:
             assert form.strip(), f"{locale} {key}: an empty plural form"
             assert placeholders(form) == expected, f"{locale} {key}: {form!r}"
+
+
+# Whole numbers a count can take: CLDR's "many" (French, Spanish, Italian, Portuguese) is whole
+# millions; "one" is 0 and 1 in French, Brazilian Portuguese and Hindi.
+COUNTS = [*range(1001), 10**6, 10**6 + 1, 2 * 10**6, 10**9]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_each_catalogs_plural_rule_gives_each_cldr_category_its_own_form(locale: str) -> None:
+    """The header's ``plural=`` against the CLDR rule of the Babel installed (any we allow:
+    Babel 2.19 turned the CLDR rules into the gettext headers it writes, older ones kept a
+    shorter table), compared by what they choose for each count, not as text."""
+    catalog = read_catalog(locale)
+    choose = gettext.c2py(catalog.plural_expr)
+    category = Locale.parse(locale).plural_form
+    forms: dict[str, set[int]] = {}
+    for n in COUNTS:
+        forms.setdefault(category(n), set()).add(choose(n))
+    assert all(len(chosen) == 1 for chosen in forms.values()), f"{locale}: a category split over forms {forms}"
+    assert sorted(form for (form,) in forms.values()) == list(range(catalog.num_plurals)), f"{locale}: {forms}"
+
+
+@pytest.mark.parametrize(
+    ("language", "zero", "million"),
+    [
+        ("en", "0 attempts left.", "1000000 attempts left."),
+        ("fr", "Il vous reste 0 essai.", "Il vous reste 1000000 essais."),
+        ("pt", "Resta 0 tentativa.", "Restam 1000000 tentativas."),
+        ("hi", "0 प्रयास शेष है।", "1000000 प्रयास शेष हैं।"),
+        ("es", "Quedan 0 intentos.", "Quedan 1000000 intentos."),
+        ("it", "Restano 0 tentativi.", "Restano 1000000 tentativi."),
+    ],
+)
+def test_zero_and_a_million_take_the_languages_form(language: str, zero: str, million: str) -> None:
+    assert translate_n(language, "error.attempts_left", 0) == zero
+    assert translate_n(language, "error.attempts_left", 10**6) == million
 
 
 @pytest.mark.parametrize("locale", LOCALES)

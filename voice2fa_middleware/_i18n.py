@@ -66,7 +66,7 @@ _COUNTS: dict[str, str] = {
     for m in _SOURCE.values()
     if m.plural is not None
 }
-_OTHER = 10  # the count for a plural message given none: its "many" form
+_OTHER = 10  # the count for a plural message given none: its plural ("other") form
 
 
 class _KeepMissing(dict[str, object]):
