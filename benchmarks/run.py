@@ -6,9 +6,9 @@ overhead: unprotected=R1 verified=R2 session_middleware=R3 loop_p99_ratio=R4 red
 
 (e) starts a new challenge on every request (a new user each time: create, call, redirect);
 (w) runs the bare app and the middleware on RedisStore (verified path) with one uvicorn
-worker and with two (uvicorn servers with a socket each on one port, see reuseport.py),
-unpinned, to show that the middleware adds no serialisation between workers:
-workers2_vs_bare is the middleware's 2-worker/1-worker gain over the bare app's.
+worker and with two (uvicorn servers with a socket each on one port, see reuseport.py), to
+show that the middleware adds no serialisation between workers: workers2_vs_bare is the
+middleware's 2-worker/1-worker gain over the bare app's, with a 95% bootstrap interval.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -40,6 +41,7 @@ from voice2fa_middleware.testing import port_for_later  # noqa: E402
 # do not take turns on one and the scheduler does not move them about: steadier figures.
 PIN = bool(shutil.which("taskset")) and len(os.sched_getaffinity(0)) >= 2
 SERVER_CPU, WRK_CPU = (max(os.sched_getaffinity(0)), min(os.sched_getaffinity(0))) if PIN else (0, 0)
+WORKER_CPUS = [SERVER_CPU, *sorted(os.sched_getaffinity(0) - {SERVER_CPU})] if PIN else [0]
 
 
 def pinned(cmd: list[str], cpu: int) -> list[str]:
@@ -52,10 +54,13 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {**os.environ, "BENCH_CONFIG": config, **(env or {})}
         if workers:
-            # (w): N uvicorn servers, a socket each on one port, on whatever cores the
-            # scheduler gives them (see reuseport.py for why not uvicorn --workers).
+            # (w): N uvicorn servers, a socket each on one port (see reuseport.py for why not
+            # uvicorn --workers), the first on the server's core, the next on wrk's, and so on.
             command = [sys.executable, "-m", "benchmarks.reuseport", "benchmarks.app:app", str(self.port)]
-            self.procs = [subprocess.Popen(command, cwd=ROOT, env=environment) for _ in range(workers)]
+            self.procs = [
+                subprocess.Popen(pinned(command, WORKER_CPUS[n % len(WORKER_CPUS)]), cwd=ROOT, env=environment)
+                for n in range(workers)
+            ]
         else:
             command = [
                 sys.executable,
@@ -197,15 +202,20 @@ asyncio.run(main())
     )
 
 
-def workers(rounds: int, duration: int, redis_url: str, cookie: str) -> tuple[float, float, float]:
+def workers(rounds: int, duration: int, redis_url: str, cookie: str) -> tuple[float, float, float, float, float]:
     """The verified path with 2 uvicorn workers against 1, for the bare app and for the
-    middleware on RedisStore: the median gains (2 workers over 1) of each, and the median over
-    rounds of the middleware's gain divided by the bare app's. The four servers run side by
-    side and wrk visits each in turn every round, so a slow spell of a shared host falls on
-    all four alike (an idle server costs nothing)."""
+    middleware on RedisStore: each one's gain (mean req/s with 2 workers over mean with 1) and
+    the middleware's gain over the bare app's, with a 95% bootstrap interval over rounds.
+
+    The four servers run side by side and wrk visits each in turn every round, in the reverse
+    order every other round. One worker has the server's core to itself; two have both cores
+    (the second shares wrk's, of which wrk takes a fifth or so). This host's cores slow down by
+    up to half for a second or so at a time, unannounced (no steal time shows), so one 4 s
+    figure says little: many short rounds, and the interval says how far to trust the figure."""
     headers = {"Cookie": f"user=bench; voice2fa_verified={cookie}"}
     configs = (("bare", 1), ("bare", 2), ("middleware", 1), ("middleware", 2))
-    servers = {}
+    servers: dict[tuple[str, int], Server] = {}
+    rps: dict[tuple[str, int], list[float]] = {key: [] for key in configs}
     try:
         for config, count in configs:
             server = servers[config, count] = Server(config, {"BENCH_REDIS_URL": redis_url}, workers=count)
@@ -213,17 +223,22 @@ def workers(rounds: int, duration: int, redis_url: str, cookie: str) -> tuple[fl
                 check = httpx.get(server.url + "/protected", headers=headers)
                 assert check.status_code == 200 and "set-cookie" not in check.headers, check
             wrk(server.url + "/protected", 1, headers)  # warm-up: every worker started and answering
-        bare: list[float] = []
-        middleware: list[float] = []
-        for _round in range(rounds):
-            rps = {key: wrk(server.url + "/protected", duration, headers)[0] for key, server in servers.items()}
-            bare.append(rps["bare", 2] / rps["bare", 1])
-            middleware.append(rps["middleware", 2] / rps["middleware", 1])
+        for n in range(rounds):
+            for key in configs if n % 2 == 0 else configs[::-1]:
+                rps[key].append(wrk(servers[key].url + "/protected", duration, headers)[0])
     finally:
         for server in servers.values():
             server.stop()
-    relative = statistics.median(m / b for m, b in zip(middleware, bare, strict=True))
-    return statistics.median(bare), statistics.median(middleware), relative
+
+    def gains(picks: list[int]) -> tuple[float, float, float]:
+        mean = {key: statistics.fmean(rps[key][i] for i in picks) for key in configs}
+        bare, middleware = mean["bare", 2] / mean["bare", 1], mean["middleware", 2] / mean["middleware", 1]
+        return bare, middleware, middleware / bare
+
+    bare, middleware, relative = gains(list(range(rounds)))
+    draw = random.Random(0)
+    resampled = sorted(gains(draw.choices(range(rounds), k=rounds))[2] for _ in range(2000))
+    return bare, middleware, relative, resampled[50], resampled[1949]
 
 
 def main() -> None:
@@ -281,7 +296,9 @@ def main() -> None:
         full = set("abcdew") <= set(args.only)
         quiet, busy = loop_block(max(args.rounds, 3)) if full else (1.0, 1.0)
         mem = memory_for(100_000) if full else 0.0
-        gains = workers(args.rounds, args.duration, redis[1], cookie) if redis and "w" in args.only else None
+        # (w): many short rounds (see workers()): 8 per round of the others, of half the time.
+        w_rounds, w_duration = 8 * args.rounds, max(1, args.duration // 2)
+        gains = workers(w_rounds, w_duration, redis[1], cookie) if redis and "w" in args.only else None
     finally:
         if redis:
             redis[0].terminate()
@@ -299,7 +316,8 @@ def main() -> None:
     if gains is not None:
         lines.append(
             f"workers: 2 uvicorn workers over 1, verified path: bare app x{gains[0]:.2f}, "
-            f"middleware on RedisStore x{gains[1]:.2f}; workers2_vs_bare={gains[2]:.3f} (unpinned)"
+            f"middleware on RedisStore x{gains[1]:.2f}; workers2_vs_bare={gains[2]:.3f} "
+            f"(95% interval {gains[3]:.3f}-{gains[4]:.3f}; {w_rounds} rounds of {w_duration}s)"
         )
     if not full:
         print("\n".join(lines))
