@@ -17,8 +17,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.run import start_redis  # noqa: E402
 from voice2fa_middleware import RedisStore  # noqa: E402
-from voice2fa_middleware._crypto import Keyring, generate_code, new_id  # noqa: E402
-from voice2fa_middleware._store import Bucket, Challenge, challenge_id, own_slot, user_key  # noqa: E402
+from voice2fa_middleware._core.crypto import Keyring, generate_code, new_id  # noqa: E402
+from voice2fa_middleware._stores.base import Bucket, Challenge, challenge_id, own_slot, user_key  # noqa: E402
 
 
 def challenge(keys: Keyring, user: str, phone: str, now: float) -> Challenge:

@@ -126,7 +126,7 @@ def verified_cookie() -> str:
     """The middleware's proof for the benchmark's signed-in user, as verifying would set it."""
     from benchmarks.app import settings
     from voice2fa_middleware import Identity
-    from voice2fa_middleware._crypto import Keyring
+    from voice2fa_middleware._core.crypto import Keyring
 
     return Keyring(settings().secret_keys).sign_proof("verified", Identity("bench", "+12025550143"))
 

@@ -14,7 +14,7 @@ import pytest
 from starlette.requests import HTTPConnection
 
 from voice2fa_middleware import Identity, Voice2FAMiddleware, Voice2FASettings
-from voice2fa_middleware._rules import as_identity
+from voice2fa_middleware._core.rules import as_identity
 from voice2fa_middleware.testing import SignalWireDouble, port_for_later
 
 from .conftest import SECRET, Harness, csrf_of, example_env, wrong_for

@@ -21,11 +21,11 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from voice2fa_middleware import Bucket, StoreError, Voice2FASettings
-from voice2fa_middleware._context import client_group
-from voice2fa_middleware._crypto import Keyring
-from voice2fa_middleware._deadline import within
-from voice2fa_middleware._i18n import Translations
-from voice2fa_middleware._proofs import Cookies
+from voice2fa_middleware._core.crypto import Keyring
+from voice2fa_middleware._core.deadline import within
+from voice2fa_middleware._flow.budgets import client_group
+from voice2fa_middleware._i18n.catalogs import Translations
+from voice2fa_middleware._web.cookies import Cookies
 
 from .conftest import SECRET
 
@@ -181,7 +181,7 @@ def test_within_on_trio_uses_anyio() -> None:
 def test_native_deadlines_only_where_they_hold() -> None:
     """asyncio.timeout only from Python 3.11.3 (gh-102780), and never on a cluster, whose
     undo step runs in an anyio shield that a native cancellation would cut through."""
-    from voice2fa_middleware import _deadline
+    from voice2fa_middleware._core import deadline as _deadline
 
     assert (sys.version_info >= (3, 11, 3)) == _deadline.NATIVE
     pytest.importorskip("redis")
@@ -203,7 +203,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from voice2fa_middleware._telemetry import Telemetry
+from voice2fa_middleware._core.telemetry import Telemetry
 
 telemetry = Telemetry()
 with telemetry.span("voice2fa.before", {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}, "client"):
@@ -363,7 +363,7 @@ async def test_a_script_whose_answer_is_lost_is_not_sent_again(request: pytest.F
             task.cancel()
             up_writer.close()
 
-    from voice2fa_middleware._redis_scripts import HIT
+    from voice2fa_middleware._stores.redis_scripts import HIT
 
     direct = Redis.from_url(server.url)
     await direct.script_load(HIT)  # so that Redis runs the script (no NOSCRIPT answer)

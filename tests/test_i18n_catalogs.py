@@ -19,9 +19,8 @@ from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 
 from tests.conftest import Harness, csrf_of, wrong_for
-from voice2fa_middleware._carrier import SimulatedCall, _play
 from voice2fa_middleware._errors import ConfigurationError
-from voice2fa_middleware._i18n import (
+from voice2fa_middleware._i18n.catalogs import (
     DEFAULT_TRANSLATIONS,
     LANGUAGES,
     MESSAGES,
@@ -34,8 +33,9 @@ from voice2fa_middleware._i18n import (
     translate,
     translate_n,
 )
-from voice2fa_middleware._laml import LamlBuilder
-from voice2fa_middleware._messages import MESSAGES as SOURCE
+from voice2fa_middleware._i18n.messages import MESSAGES as SOURCE
+from voice2fa_middleware._telephony.laml import LamlBuilder
+from voice2fa_middleware._telephony.simulator import SimulatedCall, _play
 
 LOCALE = Path(__file__).resolve().parent.parent / "voice2fa_middleware" / "locale"
 LOCALES = sorted(language.locale for language in LANGUAGES.values())

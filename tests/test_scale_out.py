@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from voice2fa_middleware import Bucket, Challenge, challenge_id
-from voice2fa_middleware._redis_connect import SENTINEL_PORT, _hosts, connect
-from voice2fa_middleware._store import own_slot, user_key
+from voice2fa_middleware._stores.base import own_slot, user_key
+from voice2fa_middleware._stores.redis_connect import SENTINEL_PORT, _hosts, connect
 from voice2fa_middleware.testing import SignalWireDouble, port_for_later
 
 from .conftest import cluster_url, csrf_of, example_env, wrong_for

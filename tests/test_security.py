@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from voice2fa_middleware import MemoryStore, StoreError, compute_signature
-from voice2fa_middleware import _crypto as crypto_module
-from voice2fa_middleware._crypto import generate_code
+from voice2fa_middleware._core import crypto as crypto_module
+from voice2fa_middleware._core.crypto import generate_code
 from voice2fa_middleware.testing import SignalWireDouble
 
 from .conftest import Harness, RecordingCaller, csrf_of, submit_concurrently, wrong_for
@@ -471,6 +471,9 @@ def test_s12_verify_page_link_stays_on_site(harness: Harness) -> None:
 
 
 class BrokenStore(MemoryStore):
+    # Its methods may wait (mode "hang"): it declares so, and gets the store timeout.
+    deadline_free = False
+
     def __init__(self, mode: str) -> None:
         super().__init__()
         self.mode = mode

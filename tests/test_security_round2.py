@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from voice2fa_middleware import Bucket, Challenge, ConsoleCaller, Store
-from voice2fa_middleware._context import client_group
-from voice2fa_middleware._rules import PathRules
+from voice2fa_middleware._core.rules import PathRules
+from voice2fa_middleware._flow.budgets import client_group
 
 from .conftest import Harness, csrf_of, make_store, submit_concurrently, wrong_for
 from .test_units import _asgi_get
@@ -407,7 +407,7 @@ async def test_two_cookie_headers_never_split_who_verified_from_who_is_served() 
     from starlette.routing import Route
 
     from voice2fa_middleware import Identity, Voice2FAMiddleware, Voice2FASettings
-    from voice2fa_middleware._crypto import Keyring
+    from voice2fa_middleware._core.crypto import Keyring
 
     secret = "a-secret-key-0123456789"
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from voice2fa_middleware import Bucket, Challenge, MemoryStore, Start, Store, StoreError, StoreFullError
-from voice2fa_middleware._store import own_slot, user_key
+from voice2fa_middleware._stores.base import own_slot, user_key
 
 from .conftest import make_store
 

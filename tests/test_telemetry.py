@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from voice2fa_middleware import Identity, SignalWireCaller
-from voice2fa_middleware._audit import AuditEvent
-from voice2fa_middleware._telemetry import INSTRUMENTS, Telemetry
+from voice2fa_middleware._core.audit import AuditEvent
+from voice2fa_middleware._core.telemetry import INSTRUMENTS, Telemetry
 from voice2fa_middleware.testing import SignalWireDouble
 
 from .conftest import Harness, csrf_of, wrong_for
@@ -209,7 +209,7 @@ def test_without_opentelemetry_nothing_is_recorded(monkeypatch: pytest.MonkeyPat
 
 def test_signalwire_caller_is_the_default_and_reports_to_the_context() -> None:
     from voice2fa_middleware import Voice2FASettings
-    from voice2fa_middleware._context import default_caller
+    from voice2fa_middleware._flow.runtime import default_caller
 
     seen: list[str] = []
     s = Voice2FASettings(

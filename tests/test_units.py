@@ -28,17 +28,17 @@ from voice2fa_middleware import (
     SignalWireCaller,
     Voice2FAMiddleware,
     Voice2FASettings,
-    _http,
     compute_signature,
     is_valid_signature,
     safe_next,
 )
-from voice2fa_middleware._crypto import Keyring
-from voice2fa_middleware._http import Connection
-from voice2fa_middleware._i18n import negotiate
-from voice2fa_middleware._laml import LamlBuilder
-from voice2fa_middleware._phone import check_phone, mask
-from voice2fa_middleware._rules import PathRules
+from voice2fa_middleware._core.crypto import Keyring
+from voice2fa_middleware._core.rules import PathRules
+from voice2fa_middleware._i18n.catalogs import negotiate
+from voice2fa_middleware._telephony.laml import LamlBuilder
+from voice2fa_middleware._telephony.numbers import check_phone, mask
+from voice2fa_middleware._web import connection as _http
+from voice2fa_middleware._web.connection import Connection
 
 from .conftest import SECRET
 

@@ -2,9 +2,9 @@
 
 from typing import TYPE_CHECKING
 
-from ._audit import AuditEvent, AuditHook
-from ._callers import Caller, ConsoleCaller, SignalWireCaller, SignalWireSDKCaller
-from ._enrolment import PhoneConfirmed
+from ._core.audit import AuditEvent, AuditHook
+from ._core.rules import Identity, ProtectedPath
+from ._core.urls import safe_next
 from ._errors import (
     CallError,
     ConfigurationError,
@@ -14,20 +14,20 @@ from ._errors import (
     StoreFullError,
     Voice2FAError,
 )
+from ._flow.enrolment import PhoneConfirmed
 from ._handle import Voice2FAHandle
-from ._i18n import Translations
-from ._memory_store import MemoryStore
+from ._i18n.catalogs import Translations
 from ._middleware import Voice2FAMiddleware
-from ._proofs import forget_verification
 from ._protection import VerificationRequired, VoiceTwoFactor, require_voice_2fa
-from ._rules import Identity, ProtectedPath
 from ._settings import Voice2FASettings
-from ._store import Bucket, Challenge, Reservation, Start, Store, challenge_id
-from ._urls import safe_next
-from ._webhooks import compute_signature, is_valid_signature
+from ._stores.base import Bucket, Challenge, Reservation, Start, Store, challenge_id
+from ._stores.memory import MemoryStore
+from ._telephony.callers import Caller, ConsoleCaller, SignalWireCaller, SignalWireSDKCaller
+from ._telephony.signatures import compute_signature, is_valid_signature
+from ._web.cookies import forget_verification
 
 if TYPE_CHECKING:  # imported on first use at run time (needs the 'redis' extra); see __getattr__
-    from ._redis_store import RedisStore
+    from ._stores.redis import RedisStore
 
 __version__ = "0.1.0"
 
@@ -73,7 +73,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # RedisStore needs the 'redis' extra: imported on first use only.
     if name == "RedisStore":
-        from ._redis_store import RedisStore
+        from ._stores.redis import RedisStore
 
         return RedisStore
     raise AttributeError(f"module 'voice2fa_middleware' has no attribute {name!r}")

@@ -19,12 +19,12 @@ from typing import Literal
 
 import httpx
 
-from ._callers import SignalWireCaller
-from ._crypto import Keyring, new_id
+from ._core.crypto import Keyring, new_id
+from ._endpoints.webhooks import CHECK_CALL
 from ._errors import ConfigurationError
-from ._phone import check_phone, region_of
 from ._settings import Voice2FASettings
-from ._webhook_endpoints import CHECK_CALL
+from ._telephony.callers import SignalWireCaller
+from ._telephony.numbers import check_phone, region_of
 
 Outcome = Literal["ok", "warning", "problem"]
 
@@ -39,7 +39,7 @@ class Finding:
 async def _redis(s: Voice2FASettings) -> Finding:
     if not s.redis_url:
         return Finding("store", "ok", "MemoryStore (one process); set VOICE2FA_REDIS_URL for several workers")
-    from ._redis_store import RedisStore
+    from ._stores.redis import RedisStore
 
     store = RedisStore(s.redis_url, timeout=s.store_timeout)
     try:

@@ -8,16 +8,16 @@ rules, the decorator and the FastAPI dependency all call it.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from urllib.parse import urlencode
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import Scope
 
-from ._challenge import Challenger
-from ._http import Connection, scope_cookies
-from ._rules import Identity, as_identity
-from ._urls import safe_next
+from ._core.rules import Identity, as_identity
+from ._core.urls import safe_next
+from ._flow.challenge import Challenger
+from ._web.connection import Connection, scope_cookies
+from ._web.cookies import wants_no_store, with_no_store
 
 
 class Voice2FAHandle:
@@ -92,19 +92,17 @@ class Voice2FAHandle:
         return await self.challenge(identity)
 
     def mark_no_store(self, response: object) -> None:
-        """Add ``Cache-Control: no-store`` to a protected response, as the settings ask."""
+        """Add ``Cache-Control: no-store`` to a protected response, as the settings ask: the
+        same rule as for the middleware's path rules (``wants_no_store``, ``with_no_store``)."""
         mode = self._challenger.settings.protected_no_store
-        if not isinstance(response, Response) or mode == "never" or "cache-control" in response.headers:
-            return
-        if mode == "always" or response.headers.get("content-type", "").startswith("text/html"):
-            response.headers["cache-control"] = "no-store"
+        if isinstance(response, Response) and wants_no_store(mode, self._scope):
+            response.raw_headers[:] = with_no_store(response.raw_headers, mode == "html")
 
     def enrolment_url(self, next: str = "/") -> str:
         """The phone page (add or change the number), coming back to ``next`` (a path here)."""
         if not self._challenger.enrolment_enabled:
             raise RuntimeError("voice2fa: the phone page needs on_phone_confirmed=... on the middleware")
-        mounted = self._challenger.ctx.mounted(HTTPConnection(self._scope))
-        return f"{mounted}/phone?" + urlencode({"next": safe_next(next) or "/"})
+        return self._challenger.ctx.phone_url(HTTPConnection(self._scope), safe_next(next) or "/")
 
     async def start_enrolment(self, next: str = "/") -> Response:
         """A redirect (303) to the phone page for the signed-in user, back to ``next`` after."""

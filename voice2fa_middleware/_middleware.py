@@ -17,20 +17,20 @@ from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._audit import AuditHook
-from ._callers import Caller
-from ._challenge import Challenger
-from ._context import Context
-from ._endpoints import OwnEndpoints
-from ._enrolment import Enrolment, PhoneConfirmed
+from ._core.audit import AuditHook
+from ._core.rules import Identify, PathRules, ProtectedPath, route_path
+from ._endpoints.router import OwnEndpoints
 from ._errors import ConfigurationError, Voice2FAError
+from ._flow.challenge import Challenger, phoneless_mode
+from ._flow.enrolment import Enrolment, PhoneConfirmed
+from ._flow.runtime import Runtime
 from ._handle import Voice2FAHandle
-from ._i18n import Translations
-from ._proofs import accepts_html, no_store
+from ._i18n.catalogs import Translations
 from ._protection import VerificationRequired
-from ._rules import Identify, PathRules, ProtectedPath, route_path
 from ._settings import Voice2FASettings
-from ._store import Store
+from ._stores.base import Store
+from ._telephony.callers import Caller, PlacesCalls
+from ._web.cookies import no_store, wants_no_store
 
 logger = logging.getLogger("voice2fa")
 
@@ -60,7 +60,7 @@ class Voice2FAMiddleware:
         protect: Iterable[str | ProtectedPath] = (),
         settings: Voice2FASettings | None = None,
         store: Store | None = None,
-        caller: Caller | None = None,
+        caller: PlacesCalls | None = None,
         on_event: AuditHook | None = None,
         select_language: Callable[[HTTPConnection], str | None] | None = None,
         template_dirs: Sequence[str | Path] = (),
@@ -74,10 +74,10 @@ class Voice2FAMiddleware:
         try:
             self.settings = s = settings if settings is not None else Voice2FASettings.from_env()
             self.rules = PathRules(protect)
-            phoneless = s.phoneless or ("enrol" if on_phone_confirmed is not None else "refuse")
+            phoneless = phoneless_mode(s, enrolment_enabled=on_phone_confirmed is not None)
             if phoneless == "enrol" and on_phone_confirmed is None:
                 raise ConfigurationError("phoneless='enrol' needs on_phone_confirmed, the hook that saves a number")
-            self.ctx = Context(
+            self.ctx = Runtime(
                 identify=identify,
                 settings=s,
                 store=store,
@@ -101,15 +101,14 @@ class Voice2FAMiddleware:
             return
         self.store: Store = self.ctx.store
         self.caller: Caller = self.ctx.caller
-        self._challenger = Challenger(self.ctx)
-        self._challenger.phoneless = phoneless
+        enrolling = on_phone_confirmed is not None
+        self._challenger = Challenger(self.ctx, phoneless=phoneless, enrolment_enabled=enrolling)
         if phoneless == "allow":
             logger.warning(
                 "voice2fa: phoneless='allow': signed-in users without a phone pass protected routes "
                 "with no second factor"
             )
         enrolment = Enrolment(self._challenger, on_phone_confirmed) if on_phone_confirmed is not None else None
-        self._challenger.enrolment_enabled = enrolment is not None
         self._own = OwnEndpoints(self._challenger, enrolment)
         self._prefix = s.prefix
         self._no_store = s.protected_no_store  # "html", "always" or "never"
@@ -162,7 +161,7 @@ class Voice2FAMiddleware:
                     # Pages a browser navigated to (Accept: text/html) are not kept for its
                     # back button; API responses are left alone in "html" mode.
                     mode = self._no_store
-                    if identity is not None and mode != "never" and (mode == "always" or accepts_html(scope)):
+                    if identity is not None and wants_no_store(mode, scope):
                         send = no_store(send, mode == "html")
             try:
                 await self.app(scope, receive, send)

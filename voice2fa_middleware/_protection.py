@@ -19,8 +19,8 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from ._core.rules import Identity
 from ._handle import Voice2FAHandle
-from ._rules import Identity
 
 
 class VerificationRequired(Exception):

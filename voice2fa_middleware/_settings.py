@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 from starlette.config import Config
 
+from ._core.urls import is_loopback_host, safe_next
 from ._errors import ConfigurationError
-from ._urls import is_loopback_host, safe_next
 
 logger = logging.getLogger("voice2fa")
 

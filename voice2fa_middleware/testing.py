@@ -47,7 +47,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from ._carrier import SimulatedCall, simulate_call
+from ._telephony.simulator import SimulatedCall, simulate_call
 
 __all__ = ["LiveServer", "SignalWireDouble", "SimulatedCall", "port_for_later", "running"]
 

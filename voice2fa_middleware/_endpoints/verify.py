@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ._challenge import Challenger
-from ._enrolment import Enrolment
-from ._forms import Refused, check_csrf, is_same_site, read_form
-from ._pages import json_response, script_json
-from ._phone import mask
-from ._rules import Identity
-from ._store import Challenge
-from ._urls import safe_next
+from .._core.rules import Identity
+from .._core.urls import safe_next
+from .._errors import StoreError
+from .._flow.challenge import ENROL, VERIFY, Challenger
+from .._flow.enrolment import Enrolment
+from .._flow.pending import Pending
+from .._stores.base import Challenge
+from .._telephony.numbers import mask
+from .._web.forms import Refused, check_csrf, is_same_site, read_form
+from .._web.pages import json_response, script_json
+
+logger = logging.getLogger("voice2fa")
 
 _CODE_RE = re.compile(r"[0-9]+")
 _SEPARATORS = re.compile(r"[\s\-.]")
@@ -37,17 +42,17 @@ class VerifyEndpoints:
             for lang in tr.languages
         }
 
-    async def _form_with_csrf(self, request: Request) -> tuple[dict[str, str], dict[str, str], Identity]:
+    async def _form_with_csrf(self, request: Request) -> tuple[dict[str, str], Pending, Identity]:
         """The posted form, the pending state and the user, or ``Refused``."""
         ctx = self.ctx
         if not is_same_site(request, self.settings.public_url):
             raise Refused(403, "csrf")
         form = await read_form(request, self.settings.max_body_size, self.settings.body_timeout)
         pending = ctx.pending(request)
-        check_csrf(request, form, pending["x"] if pending else None)
+        check_csrf(request, form, pending.csrf_token if pending else None)
         assert pending is not None
         identity = await ctx.identify_conn(request)
-        if identity is None or not ctx.keys.tag_matches("user", identity.user_id, pending["u"]):
+        if identity is None or not ctx.keys.tag_matches("user", identity.user_id, pending.user_tag):
             raise Refused(403, "csrf")
         return form, pending, identity
 
@@ -58,11 +63,11 @@ class VerifyEndpoints:
         language = ctx.language(request)
         pending = ctx.pending(request)
         requested = safe_next(request.query_params.get("next"))
-        next_url = requested or (safe_next(pending["n"]) if pending else None) or "/"
+        next_url = requested or (safe_next(pending.next_url) if pending else None) or "/"
         if pending is None:
             return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
         identity = await ctx.identify_conn(request)
-        ch = await ctx.run(ctx.store.get(pending["c"]))
+        ch = await ctx.run(ctx.store.get(pending.challenge_id))
         if identity is None or ch is None or not ctx.keys.tag_matches("user", identity.user_id, ch.user_tag):
             return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
         notice = (
@@ -73,7 +78,7 @@ class VerifyEndpoints:
     def _render(
         self,
         request: Request,
-        pending: dict[str, str],
+        pending: Pending,
         ch: Challenge,
         next_url: str,
         language: str,
@@ -90,13 +95,13 @@ class VerifyEndpoints:
             language=language,
             prefix=self.ctx.mounted(request),
             masked_phone=mask(ch.phone),
-            csrf_token=pending["x"],
+            csrf_token=pending.csrf_token,
             next_url=next_url,
             digits=self.settings.code_digits,
             error=error,
             notice=notice,
             status_text=self.ctx.translations.translate(language, f"page.status.{call_status}"),
-            title_key="enrol.confirm_title" if pending.get("e") else "page.title",
+            title_key="enrol.confirm_title" if pending.enrolment else "page.title",
             status_labels=self._status_labels.get(language, self._status_labels["en"]),
             resend_in=self.challenger.resend_in(ch),
             remember_days=self.settings.remember_days,
@@ -109,20 +114,20 @@ class VerifyEndpoints:
         ctx, s = self.ctx, self.settings
         language = ctx.language(request)
         form, pending, identity = await self._form_with_csrf(request)
-        next_url = safe_next(form.get("next")) or safe_next(pending["n"]) or "/"
-        user_tag = pending["u"]
+        next_url = safe_next(form.get("next")) or safe_next(pending.next_url) or "/"
+        user_tag = pending.user_tag
         locked = await self.challenger.locked_for(user_tag, ctx.now())
         if locked:
             return ctx.error(request, 429, "locked", language=language, retry_after=locked, link=next_url)
         raw = form.get("code", "")
         code = _SEPARATORS.sub("", raw) if isinstance(raw, str) else ""
         if not code.isascii() or not _CODE_RE.fullmatch(code) or len(code) != s.code_digits:
-            current = await ctx.run(ctx.store.get(pending["c"]))
+            current = await ctx.run(ctx.store.get(pending.challenge_id))
             left = s.max_attempts - current.attempts if current else 0
             return self._invalid(request, left, language, pending, current, next_url)
         lockout = self.challenger.lockout(user_tag)
         reserved = await ctx.run(
-            ctx.store.reserve_attempt(pending["c"], s.max_attempts, lockout=lockout, now=ctx.now())
+            ctx.store.reserve_attempt(pending.challenge_id, s.max_attempts, lockout=lockout, now=ctx.now())
         )
         if reserved.locked_for:
             return ctx.error(request, 429, "locked", language=language, retry_after=reserved.locked_for, link=next_url)
@@ -132,7 +137,7 @@ class VerifyEndpoints:
         self._check_binding(ch, identity, pending)
         if ch.code_mac and ctx.keys.code_matches(ch.id, code, ch.code_mac):
             if await ctx.run(ctx.store.consume(ch.id, ch.code_mac)):
-                return await self._verified(request, identity, next_url, form, ch, enrol=bool(pending.get("e")))
+                return await self._verified(request, identity, next_url, form, ch, enrol=bool(pending.enrolment))
             return self._invalid(request, 0, language, None, None, next_url)
         # The failure was counted with the attempt, before the comparison (S19).
         count = reserved.failures
@@ -152,14 +157,15 @@ class VerifyEndpoints:
             request, left, language, pending if alive else None, ch if alive else None, next_url, dead=not alive
         )
 
-    def _check_binding(self, ch: Challenge, identity: Identity, pending: dict[str, str]) -> None:
+    def _check_binding(self, ch: Challenge, identity: Identity, pending: Pending) -> None:
         """The user must still be who the challenge was made for, with the phone it called
         (S23): a proof is never granted for a phone that did not get the call. An enrolment
         challenge (marked in the signed pending cookie) is bound to the new number."""
-        if pending.get("e"):
-            expected = self.enrolment.binding(identity, ch.phone) if self.enrolment and ch.phone else None
+        if pending.enrolment:
+            ok = self.enrolment is not None and bool(ch.phone)
+            expected = self.challenger.binding(ENROL, identity, ch.phone) if ok else None
         else:
-            expected = self.challenger.binding(identity) if identity.phone is not None else None
+            expected = self.challenger.binding(VERIFY, identity) if identity.phone is not None else None
         if expected is None or ch.binding != expected:
             raise Refused(409, "changed")
 
@@ -172,9 +178,7 @@ class VerifyEndpoints:
             if confirmed is None:
                 return self.enrolment.failed(request)
             identity = confirmed
-        user_tag = ctx.keys.tag("user", identity.user_id)
-        await ctx.run(ctx.store.clear(self.challenger.lockout(user_tag).key))
-        await self.challenger.remember_phone(user_tag, ch.phone)
+        await self._after_consume(identity, ch)
         ctx.telemetry.record("voice2fa.verify.duration", max(ctx.now() - ch.created_at, 0.0))
         await ctx.audit("verified", request, identity.user_id, challenge=ch.id)
         response: Response
@@ -185,12 +189,25 @@ class VerifyEndpoints:
         ctx.cookies.grant(response, request, identity, remember=form.get("remember") in ("1", "on", "true"))
         return response
 
+    async def _after_consume(self, identity: Identity, ch: Challenge) -> None:
+        """What follows a right code: the failure count cleared, the phone remembered. The
+        code is consumed by now, so a store failing here must not cost the user the proof
+        they earned (S28): it is logged, and the proof granted all the same (the failure
+        reserved for this attempt stays counted until the lockout window ends)."""
+        ctx = self.ctx
+        user_tag = ctx.keys.tag("user", identity.user_id)
+        try:
+            await ctx.run(ctx.store.clear(self.challenger.lockout(user_tag).key))
+            await self.challenger.remember_phone(user_tag, ch.phone)
+        except StoreError as exc:
+            logger.warning("voice2fa: verified, but the store failed on the steps after the code: %s", exc)
+
     def _invalid(
         self,
         request: Request,
         attempts_left: int,
         language: str,
-        pending: dict[str, str] | None,
+        pending: Pending | None,
         ch: Challenge | None,
         next_url: str,
         *,
@@ -220,8 +237,8 @@ class VerifyEndpoints:
     async def status(self, request: Request) -> Response:
         ctx = self.ctx
         pending = ctx.pending(request)
-        ch = await ctx.run(ctx.store.get(pending["c"])) if pending else None
-        if ch is None or pending is None or ch.user_tag != pending["u"]:
+        ch = await ctx.run(ctx.store.get(pending.challenge_id)) if pending else None
+        if ch is None or pending is None or ch.user_tag != pending.user_tag:
             return json_response(404, {"error": "no_challenge"})
         return json_response(
             200,
@@ -238,10 +255,10 @@ class VerifyEndpoints:
         ctx, challenger = self.ctx, self.challenger
         language = ctx.language(request)
         form, pending, identity = await self._form_with_csrf(request)
-        next_url = safe_next(form.get("next")) or safe_next(pending["n"]) or "/"
+        next_url = safe_next(form.get("next")) or safe_next(pending.next_url) or "/"
         now = ctx.now()
-        ch = await ctx.run(ctx.store.get(pending["c"]))
-        if ch is None or ch.user_tag != pending["u"]:
+        ch = await ctx.run(ctx.store.get(pending.challenge_id))
+        if ch is None or ch.user_tag != pending.user_tag:
             return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
         self._check_binding(ch, identity, pending)
         locked = await challenger.locked_for(ch.user_tag, now)
@@ -259,18 +276,9 @@ class VerifyEndpoints:
                 retry_after=wait,
                 link=ctx.verify_url(request, next_url),
             )
-        if pending.get("e") and self.enrolment is not None:
-            buckets = self.enrolment.buckets(request, ch.user_tag, ch.phone)
-            wait = await ctx.run(ctx.store.take(buckets, now))
-            back = ctx.verify_url(request, next_url)
-            refused = None
-            if wait:
-                refused = await self.enrolment.refused(request, identity.user_id, buckets, wait, language, back)
-        else:
-            refused = await challenger.take_budget(request, identity.user_id, ch.user_tag, ch.phone)
-        if refused is not None:
-            return refused
-        failure = await challenger.place_call(request, ch, identity.user_id)
+        policy = ENROL if pending.enrolment else VERIFY
+        back = ctx.verify_url(request, next_url)
+        failure = await challenger.call_again(request, policy, ch, identity.user_id, language, back)
         if failure is not None:
             return failure
         if ctx.wants_json(request):
@@ -282,7 +290,7 @@ class VerifyEndpoints:
     async def cancel(self, request: Request) -> Response:
         ctx = self.ctx
         _form, pending, _identity = await self._form_with_csrf(request)
-        await ctx.run(ctx.store.delete(pending["c"]))
+        await ctx.run(ctx.store.delete(pending.challenge_id))
         home = ctx.app_url(request, "/")
         response: Response = RedirectResponse(home, status_code=303, headers={"cache-control": "no-store"})
         if ctx.wants_json(request):

@@ -16,9 +16,9 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import Message, Scope, Send
 
-from ._crypto import Keyring
-from ._rules import Identity
-from ._settings import Voice2FASettings
+from .._core.crypto import Keyring
+from .._core.rules import Identity
+from .._settings import Voice2FASettings
 
 CookieKind = Literal["pending", "verified", "remember"]
 SECURE_SCHEMES = frozenset({"https", "wss"})
@@ -41,23 +41,37 @@ def accepts_html(scope: Scope) -> bool:
     return False
 
 
-def _with_no_store(message: Message, html_only: bool) -> Message:
+def wants_no_store(mode: str, scope: Scope) -> bool:
+    """Whether a protected response to this request may need ``Cache-Control: no-store``
+    (``protected_no_store``): ``"always"``; ``"html"``: pages a browser navigated to (API
+    responses are left alone); ``"never"``. ``with_no_store`` then decides by the response."""
+    return mode == "always" or (mode == "html" and accepts_html(scope))
+
+
+def with_no_store(headers: list[tuple[bytes, bytes]], html_only: bool) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``Cache-Control: no-store`` added, unless the app set its own
+    cache-control, or (``html_only``) the response is not HTML: verified pages must not be
+    kept by the browser."""
     cached = not html_only
-    for key, value in message.get("headers", ()):
+    for key, value in headers:
         key = key.lower()
         if key == b"cache-control":
-            return message  # the app's own choice
+            return headers  # the app's own choice
         if key == b"content-type" and value.startswith(b"text/html"):
             cached = True
-    return {**message, "headers": [*message.get("headers", ()), _CACHE_CONTROL]} if cached else message
+    return [*headers, _CACHE_CONTROL] if cached else headers
 
 
 def no_store(send: Send, html_only: bool) -> Send:
-    """``send`` adding ``Cache-Control: no-store`` to a protected response (HTML only, if
-    asked), unless the app set its own: verified pages must not be kept by the browser."""
+    """``send`` adding ``Cache-Control: no-store`` to a protected response (``with_no_store``)."""
 
     async def send_no_store(message: Message) -> None:
-        await send(_with_no_store(message, html_only) if message["type"] == "http.response.start" else message)
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", [])
+            added = with_no_store(headers, html_only)
+            if added is not headers:
+                message = {**message, "headers": added}
+        await send(message)
 
     return send_no_store
 

@@ -13,17 +13,16 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._carrier import FINAL_STATUSES
-from ._context import Context
-from ._forms import read_body
-from ._pages import text_response
-from ._webhooks import SIGNATURE_HEADERS, is_valid_signature
+from .._flow.runtime import Runtime
+from .._telephony.signatures import SIGNATURE_HEADERS, is_valid_signature
+from .._telephony.status import CALL_STATUSES, FINAL_STATUSES
+from .._web.forms import read_body
+from .._web.pages import text_response
 
 logger = logging.getLogger("voice2fa")
 
 # The challenge id of the test call placed by the check command (its token is signed like any other).
 CHECK_CALL = "check"
-_CALL_STATUSES = frozenset({"queued", "initiated", "ringing", "in-progress", "answered", *FINAL_STATUSES})
 
 
 def _laml_response(document: str) -> Response:
@@ -33,7 +32,7 @@ def _laml_response(document: str) -> Response:
 class WebhookEndpoints:
     """``POST {prefix}/laml/{token}[/{action}]`` and ``POST {prefix}/status/{token}``."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Runtime) -> None:
         self.ctx = ctx
 
     async def _signed_form(self, request: Request) -> dict[str, str] | Response:
@@ -114,7 +113,7 @@ class WebhookEndpoints:
         challenge_id, nonce = call
         call_sid = form.get("CallSid", "")[:64]
         status = form.get("CallStatus", "")
-        if status not in _CALL_STATUSES:
+        if status not in CALL_STATUSES:
             return text_response(400, "Bad Request: unknown CallStatus")
         ch = await ctx.run(ctx.store.get(challenge_id))
         if ch is not None and ch.call_sid and call_sid and ch.call_sid != call_sid:

@@ -17,16 +17,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from ._callers import ConsoleCaller
-from ._challenge import Challenger
-from ._dev_endpoints import DevEndpoints
-from ._enrol_endpoints import EnrolEndpoints
-from ._enrolment import Enrolment
-from ._errors import StoreError
-from ._forms import Refused
-from ._pages import text_response
-from ._verify_endpoints import VerifyEndpoints
-from ._webhook_endpoints import WebhookEndpoints
+from .._errors import StoreError
+from .._flow.challenge import Challenger
+from .._flow.enrolment import Enrolment
+from .._web.forms import Refused
+from .._web.pages import text_response
+from .dev_phone import DevEndpoints
+from .enrol import EnrolEndpoints
+from .verify import VerifyEndpoints
+from .webhooks import WebhookEndpoints
 
 logger = logging.getLogger("voice2fa")
 
@@ -56,7 +55,7 @@ class OwnEndpoints:
                 Route(f"{p}/phone", phone.page, methods=["GET"]),
                 Route(f"{p}/phone", phone.submit, methods=["POST"]),
             ]
-        if ctx.dev_pages and isinstance(ctx.caller, ConsoleCaller):
+        if ctx.dev_pages and ctx.caller.calls_nobody:
             dev = DevEndpoints(ctx)
             routes += [
                 Route(f"{p}/dev/phone", dev.phone, methods=["GET"]),

@@ -13,7 +13,7 @@ import jinja2
 from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from ._i18n import DEFAULT_TRANSLATIONS, Translations
+from .._i18n.catalogs import DEFAULT_TRANSLATIONS, Translations
 
 # Pages that carry challenge state are never cached (S15) nor framed, and run only our
 # own script and style.

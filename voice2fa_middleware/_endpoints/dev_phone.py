@@ -16,12 +16,11 @@ from itsdangerous import BadData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._callers import ConsoleCaller
-from ._carrier import SimulatedCall
-from ._context import Context
-from ._pages import json_response, text_response
-from ._phone import check_phone
-from ._urls import is_loopback_host
+from .._core.urls import is_loopback_host
+from .._flow.runtime import Runtime
+from .._telephony.callers import Caller
+from .._telephony.simulator import SimulatedCall
+from .._web.pages import json_response, text_response
 
 # A code read one digit at a time ("1, 2, 3" or "1、2、3"): kept on one line on the page.
 _CODE_RUN = re.compile(r"[0-9](?:\s*[,、，]\s*[0-9](?![0-9]))+")
@@ -38,36 +37,32 @@ def say_parts(text: str) -> list[tuple[str, bool]]:
 
 
 class DevEndpoints:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Runtime) -> None:
         self.ctx = ctx
 
-    def _console(self, request: Request) -> ConsoleCaller | None:
-        """The console caller, when this request may see its calls."""
+    def _console(self, request: Request) -> Caller | None:
+        """The development caller, when this request may see its calls."""
         caller = self.ctx.caller
         proxied = any(h in request.headers for h in ("x-forwarded-for", "forwarded", "x-real-ip"))
         if (
             self.ctx.dev_pages
             and not proxied
-            and isinstance(caller, ConsoleCaller)
+            and caller.calls_nobody
             and is_loopback_host(request.client.host if request.client else None)
         ):
             return caller
         return None
 
-    async def _own_calls(self, request: Request, caller: ConsoleCaller) -> list[SimulatedCall] | None:
-        """The calls to the signed-in user's phone, and to the number of the challenge in
-        progress in this browser (a number being added), oldest first; ``None`` when signed out."""
+    async def _own_calls(self, request: Request, caller: Caller) -> list[SimulatedCall] | None:
+        """The calls placed for the signed-in user's own challenges, oldest first; ``None``
+        when signed out. Filtered by user, not by number: another account that typed this
+        user's number on its phone page must not see this user's codes."""
         ctx = self.ctx
         identity = await ctx.identify_conn(request)
         if identity is None:
             return None
-        phones = {check_phone(identity.phone, None).e164 or identity.phone} if identity.phone else set()
-        pending = ctx.pending(request)
-        if pending is not None:
-            ch = await ctx.run(ctx.store.get(pending["c"]))
-            if ch is not None and ctx.keys.tag_matches("user", identity.user_id, ch.user_tag):
-                phones.add(ch.phone)
-        return [c for c in caller.calls if c.to in phones]
+        user_tag = ctx.keys.tag("user", identity.user_id)
+        return [c for c in caller.played_calls() if ctx.dev_call_owner(c.sid) == user_tag]
 
     def _placed_at(self, call: SimulatedCall) -> float | None:
         """When the call was placed (Unix time): the time its signed call script URL was made."""

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from cachetools import TLRUCache
 
-from ._errors import StoreFullError
-from ._store import ROLLBACK_FIELDS, Bucket, Challenge, Clock, Reservation, Start
+from .._errors import StoreFullError
+from .base import ROLLBACK_FIELDS, Bucket, Challenge, Clock, Reservation, Start
 
 
 class MemoryStore:
@@ -23,6 +23,9 @@ class MemoryStore:
 
     Every method runs without awaiting inside, so each is atomic on the event loop.
     """
+
+    shared = False  # one process
+    deadline_free = True  # no method awaits: atomic on the event loop, and never late
 
     def __init__(self, *, max_challenges: int = 100_000, clock: Clock = time.time) -> None:
         self._clock = clock
@@ -73,11 +76,12 @@ class MemoryStore:
         self._challenges.expire()
         if len(self._challenges) >= self._max:
             raise StoreFullError("the in-memory store is full")
-        wait = await self.take(known if self._counter(known_key, now)[0] else new, now)
+        charged = tuple(known if self._counter(known_key, now)[0] else new)
+        wait = await self.take(charged, now)
         if wait:
             return Start(None, created=False, wait=wait)
         await self.create(challenge)
-        return Start(challenge, created=True)
+        return Start(challenge, created=True, charged=charged)
 
     async def live_challenge(self, user_tag: str) -> Challenge | None:
         newest = self._by_user.get(user_tag)
@@ -188,11 +192,17 @@ class MemoryStore:
             self._counters[b.key] = (count + 1, reset_at if count else now + b.window)
         return 0.0
 
-    async def hit(self, key: str, window: int, now: float) -> tuple[int, float]:
+    async def hit(self, key: str, window: int, now: float, *, renew: bool = False) -> tuple[int, float]:
         count, reset_at = self._counter(key, now)
-        entry = (count + 1, reset_at if count else now + window)
+        entry = (count + 1, reset_at if count and not renew else now + window)
         self._counters[key] = entry
         return entry[0], entry[1] - now
+
+    async def refund(self, buckets: Sequence[Bucket], now: float) -> None:
+        for b in buckets:
+            count, reset_at = self._counter(b.key, now)
+            if count > 0:
+                self._counters[b.key] = (count - 1, reset_at)
 
     async def peek(self, key: str, now: float) -> tuple[int, float]:
         count, reset_at = self._counter(key, now)

@@ -1,15 +1,15 @@
-"""What every part of the middleware works with, built once from the settings.
+"""The middleware's runtime: the parts every handler works with, built once per process.
 
-``Context`` holds the settings, keys, cookies, store, caller and pages, and answers the small
-questions every request handler asks: who is this (``identify``), which language, JSON or a
-page, which client address, where does the provider reach us, what is in the pending cookie.
-It also turns an error code into the page or JSON body every endpoint answers with.
+``Runtime`` holds the settings, keys, cookies, store, caller and pages (one per middleware,
+shared by every request; what belongs to one request is the ``Voice2FAHandle``), and answers
+the small questions every handler asks: who is this (``identify``), which language, JSON or
+a page, which client address, where does the provider reach us, what is in the pending
+cookie. ``error`` turns an error code into the page or JSON body every endpoint answers with.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import ipaddress
 import logging
@@ -23,47 +23,32 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from ._audit import AuditEvent, AuditHook, EventKind, emit
-from ._callers import Caller, ConsoleCaller, SignalWireCaller
-from ._crypto import Keyring
-from ._deadline import within
-from ._errors import ConfigurationError, StoreError
-from ._i18n import Translations
-from ._laml import LamlBuilder
-from ._memory_store import MemoryStore
-from ._pages import Pages, json_response
-from ._phone import region_of
-from ._proofs import SECURE_SCHEMES, Cookies
-from ._rules import Identify, Identity, as_identity, is_async_callable
-from ._settings import Voice2FASettings
-from ._store import Store
-from ._telemetry import Telemetry
-from ._urls import safe_next
+from .._core.audit import AuditEvent, AuditHook, EventKind, emit
+from .._core.crypto import Keyring
+from .._core.deadline import within
+from .._core.rules import Identify, Identity, as_identity, is_async_callable
+from .._core.telemetry import Telemetry
+from .._core.urls import safe_next
+from .._errors import ConfigurationError, StoreError
+from .._i18n.catalogs import Translations
+from .._settings import Voice2FASettings
+from .._stores.base import Store
+from .._stores.memory import MemoryStore
+from .._telephony.callers import Caller, ConsoleCaller, PlacesCalls, SignalWireCaller, as_caller
+from .._telephony.laml import LamlBuilder
+from .._telephony.numbers import region_of
+from .._web.cookies import SECURE_SCHEMES, Cookies
+from .._web.pages import Pages, json_response
+from .pending import Pending
 
 logger = logging.getLogger("voice2fa")
 
 SelectLanguage = Callable[[HTTPConnection], "str | None"]
 
 
-@functools.lru_cache(maxsize=4096)
-def client_group(address: str) -> str:
-    """What a per-client budget counts: an IPv4 address, or an IPv6 client's /64 (one
-    customer's allocation, inside which addresses are free to rotate). Parsed once per
-    address among the last 4,096 seen (bounded: clients choose their addresses)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address[:64]
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
-
-
 def default_store(s: Voice2FASettings, clock: Callable[[], float]) -> Store:
     if s.redis_url:
-        from ._redis_store import RedisStore
+        from .._stores.redis import RedisStore
 
         return RedisStore(s.redis_url, timeout=s.store_timeout)
     return MemoryStore(max_challenges=s.memory_max_challenges, clock=clock)
@@ -86,7 +71,7 @@ def default_caller(s: Voice2FASettings, on_state_change: Callable[[str], None] |
     return ConsoleCaller(signing_key=s.webhook_key)
 
 
-class Context:
+class Runtime:
     """The middleware's shared parts and the questions every handler asks."""
 
     def __init__(
@@ -95,7 +80,7 @@ class Context:
         identify: Identify,
         settings: Voice2FASettings,
         store: Store | None,
-        caller: Caller | None,
+        caller: PlacesCalls | None,
         on_event: AuditHook | None,
         select_language: SelectLanguage | None,
         template_dirs: Sequence[str | Path],
@@ -128,14 +113,20 @@ class Context:
         self._warned_forwarded = False
         self._warned_order = False
         self.store: Store = store if store is not None else default_store(s, clock)
+        # The store's capabilities (Store's docstring); a store of an earlier release that
+        # declares none is taken as shared and I/O-bound, the safe assumptions.
+        self._deadline_free = bool(getattr(self.store, "deadline_free", False))
         self._native_deadline = bool(getattr(self.store, "native_deadline", False))
-        if s.ephemeral_secret and not isinstance(self.store, MemoryStore):
+        if s.ephemeral_secret and getattr(self.store, "shared", True):
             raise ConfigurationError(
                 "a store shared between processes (RedisStore) needs VOICE2FA_SECRET_KEY: with a "
                 "random key in each process, a challenge made by one cannot be verified by another"
             )
-        self.caller: Caller = caller if caller is not None else default_caller(s, self.circuit_changed)
-        self.dev_pages = s.dev_pages if s.dev_pages is not None else isinstance(self.caller, ConsoleCaller)
+        self.caller: Caller = as_caller(caller) if caller is not None else default_caller(s, self.circuit_changed)
+        self.dev_pages = s.dev_pages if s.dev_pages is not None else self.caller.calls_nobody
+        # Call sid -> user tag of the calls a development caller played (the dev phone shows
+        # each user their own calls only); bounded like the caller's own history.
+        self._dev_calls: dict[str, str] = {}
         if s.ephemeral_secret:
             logger.warning(
                 "voice2fa: VOICE2FA_SECRET_KEY is not set; using a random key. Cookies will not "
@@ -234,7 +225,7 @@ class Context:
     async def run(self, awaitable: Awaitable[Any]) -> Any:
         """Run a store operation with the store timeout; any failure is a ``StoreError``."""
         try:
-            if type(self.store) is MemoryStore:  # never awaits: a cancel scope would only cost
+            if self._deadline_free:  # never awaits: a cancel scope would only cost
                 return await awaitable
             return await within(self.settings.store_timeout, awaitable, native=self._native_deadline)
         except StoreError:
@@ -280,19 +271,32 @@ class Context:
         return root + path if root and path.startswith("/") else path
 
     def verify_url(self, conn: HTTPConnection, next_url: str) -> str:
+        """The verify page, coming back to ``next_url`` after."""
         return f"{self.mounted(conn)}/verify?" + urlencode({"next": next_url})
 
-    def pending(self, conn: HTTPConnection) -> dict[str, str] | None:
-        """The pending cookie's payload (challenge, user tag, CSRF token, next), if good."""
+    def phone_url(self, conn: HTTPConnection, next_url: str) -> str:
+        """The phone page (add or change the number), coming back to ``next_url`` after."""
+        return f"{self.mounted(conn)}/phone?" + urlencode({"next": next_url})
+
+    def pending(self, conn: HTTPConnection) -> Pending | None:
+        """The challenge in progress in this browser (the signed pending cookie), if good."""
         token = conn.cookies.get(self.cookies.name(conn, "pending"))
-        payload = self.keys.load(self.keys.pending, token, self.settings.code_ttl)
-        if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("c", "u", "x", "n")):
-            return None
-        return payload
+        return Pending.loads(self.keys, token, self.settings.code_ttl)
 
     def pending_next(self, conn: HTTPConnection) -> str:
         pending = self.pending(conn)
-        return safe_next(pending["n"]) or "/" if pending else "/"
+        return safe_next(pending.next_url) or "/" if pending else "/"
+
+    # -- the development caller's calls -----------------------------------------------------------
+
+    def note_dev_call(self, sid: str, user_tag: str) -> None:
+        """Remember whose call a development caller placed (the dev phone filters by it)."""
+        if len(self._dev_calls) >= 1024:
+            self._dev_calls.pop(next(iter(self._dev_calls)))
+        self._dev_calls[sid] = user_tag
+
+    def dev_call_owner(self, sid: str) -> str | None:
+        return self._dev_calls.get(sid)
 
     # -- errors -------------------------------------------------------------------------------
 

@@ -83,10 +83,11 @@ end
 return 0
 """
 
-# KEYS[1] counter; ARGV[1] window (ms). Returns {count, ms left}.
+# KEYS[1] counter; ARGV[1] window (ms), ARGV[2] "1" to start the window again (sliding).
+# Returns {count, ms left}.
 HIT = """
 local count = redis.call('INCR', KEYS[1])
-if count == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if count == 1 or ARGV[2] == '1' or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return {count, redis.call('PTTL', KEYS[1])}
 """
 
@@ -167,7 +168,8 @@ redis.call('SET', KEYS[1], KEYS[4], 'PXAT', ARGV[4])
 return {0, known}
 """
 
-# KEYS: counters to give back one hit each (a step refused on another node).
+# KEYS: counters to give back one hit each (a step refused on another node, a call the
+# provider did not accept).
 UNTAKE = """
 for i, key in ipairs(KEYS) do
   if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end

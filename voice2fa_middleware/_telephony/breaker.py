@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ._errors import ProviderUnavailableError
+from .._errors import ProviderUnavailableError
 
 logger = logging.getLogger("voice2fa.caller")
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._crypto import compact_json
-from ._errors import MissingExtraError, StoreError
-from ._redis_batch import Batcher, Scripts, pairs, text
-from ._redis_connect import Connection, connect
-from ._store import ROLLBACK_FIELDS, Bucket, Challenge, Reservation, Start, user_key
+from .._core.crypto import compact_json
+from .._errors import MissingExtraError, StoreError
+from .base import ROLLBACK_FIELDS, Bucket, Challenge, Reservation, Start, user_key
+from .redis_batch import Batcher, Scripts, pairs, text
+from .redis_connect import Connection, connect
 
 logger = logging.getLogger("voice2fa")
 
@@ -80,6 +80,8 @@ class RedisStore:
         self.cluster = self._conn.cluster  # a Redis Cluster
         # asyncio's cheaper timeout may bound our calls, but not on a cluster (see _undo_start).
         self.native_deadline = not self.cluster
+        self.shared = True  # every process that names this server sees the same data
+        self.deadline_free = False
         self._prefix = key_prefix
         self._timeout = timeout
         # redis-py's cluster client, when its first commands run side by side before it has
@@ -194,6 +196,7 @@ class RedisStore:
         if status == 3:
             return Start(None, created=False, wait=int(answer[1]) / 1000.0)
         chosen, local = (known, local_known) if int(answer[1]) else (new, local_new)
+        charged = tuple(chosen)
         shared = [b for b in chosen if b not in local] if self.cluster else []
         if shared:
             try:
@@ -206,7 +209,7 @@ class RedisStore:
             if wait:
                 await self._undo_start(pointer, key, local)
                 return Start(None, created=False, wait=wait)
-        return Start(challenge, created=True)
+        return Start(challenge, created=True, charged=charged)
 
     async def _undo_start(self, pointer: str, key: str, local: Sequence[Bucket]) -> None:
         """Delete a challenge just started and give its user's budgets back: best effort,
@@ -314,9 +317,21 @@ class RedisStore:
         wait_ms = await self._run(self._lua.take(keys=[self._nk(b.key) for b in buckets], args=_limits(buckets)))
         return int(wait_ms) / 1000.0
 
-    async def hit(self, key: str, window: int, now: float) -> tuple[int, float]:
-        count, ttl_ms = await self._run(self._lua.hit(keys=[self._nk(key)], args=[window * 1000]))
+    async def hit(self, key: str, window: int, now: float, *, renew: bool = False) -> tuple[int, float]:
+        count, ttl_ms = await self._run(self._lua.hit(keys=[self._nk(key)], args=[window * 1000, int(renew)]))
         return int(count), max(int(ttl_ms), 0) / 1000.0
+
+    async def refund(self, buckets: Sequence[Bucket], now: float) -> None:
+        if not buckets:
+            return
+        keys = [self._nk(b.key) for b in buckets]
+        if self.cluster and len({self._slot(k) for k in keys}) > 1:
+            groups: dict[int, list[str]] = {}
+            for k in keys:
+                groups.setdefault(self._slot(k), []).append(k)
+            await self._run(asyncio.gather(*(self._lua.untake(keys=g) for g in groups.values())))
+            return
+        await self._run(self._lua.untake(keys=keys))
 
     async def peek(self, key: str, now: float) -> tuple[int, float]:
         count, ttl_ms = await self._run(self._lua.peek(keys=[self._nk(key)]))

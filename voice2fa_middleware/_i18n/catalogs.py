@@ -23,8 +23,8 @@ from os import PathLike
 from pathlib import Path
 from typing import NamedTuple
 
-from ._errors import ConfigurationError
-from ._messages import MESSAGES as _SOURCE
+from .._errors import ConfigurationError
+from .messages import MESSAGES as _SOURCE
 
 logger = logging.getLogger("voice2fa")
 

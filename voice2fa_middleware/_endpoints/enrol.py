@@ -13,13 +13,13 @@ from itsdangerous import BadData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ._crypto import new_id
-from ._enrolment import Enrolment
-from ._forms import Refused, is_same_site, read_form
-from ._pages import json_response
-from ._phone import check_phone, example_number, mask, region_of
-from ._rules import Identity
-from ._urls import safe_next
+from .._core.crypto import new_id
+from .._core.rules import Identity
+from .._core.urls import safe_next
+from .._flow.enrolment import Enrolment
+from .._telephony.numbers import check_phone, example_number, mask, region_of
+from .._web.forms import Refused, is_same_site, read_form
+from .._web.pages import json_response
 
 _MAX_PHONE = 64  # characters of the typed number (spaces, dashes, brackets included)
 _TOKEN_AGE = 3600

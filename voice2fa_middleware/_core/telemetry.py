@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ._audit import AuditEvent
+from .audit import AuditEvent
 
 logger = logging.getLogger("voice2fa")
 

@@ -15,11 +15,10 @@ from urllib.parse import urljoin
 
 import httpx
 
-from ._webhooks import compute_signature
+from .signatures import compute_signature
 
 logger = logging.getLogger("voice2fa.carrier")
 
-FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 # Single ASCII digits, each apart from the next by a comma or an ideographic comma (any language).
 _SPOKEN_DIGITS = re.compile(r"(?<![0-9])[0-9](?:\s*[,、，]\s*[0-9](?![0-9]))+")
 

@@ -16,28 +16,91 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import anyio.to_thread
 import httpx
 
-from ._breaker import Breaker, StateHook
-from ._carrier import SimulatedCall, simulate_call
-from ._errors import CallError, MissingExtraError
+from .._errors import CallError, MissingExtraError
+from .breaker import Breaker, StateHook
+from .simulator import SimulatedCall, simulate_call
+from .status import STATUS_EVENTS
 
 logger = logging.getLogger("voice2fa.caller")
 
-STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 
 
 @runtime_checkable
 class Caller(Protocol):
-    """Places one outbound call whose script is fetched from ``laml_url``."""
+    """Places one outbound call whose script is fetched from ``laml_url``.
+
+    Besides ``place_call``, a caller declares what the middleware may ask of it, so that a
+    caller of your own takes part on the same terms as the ones that ship (subclass
+    :class:`BaseCaller` for the defaults):
+
+    - ``calls_nobody``: ``True`` for a development caller that places no real call (its
+      calls cost nothing: the hourly budgets are relaxed, and the dev phone page shows them);
+    - ``paused_for()``: seconds during which calls would fail at once (a circuit breaker is
+      open), so that no budget is charged and the user is told when to come back;
+    - ``played_calls()``: the calls a development caller played, newest last (the dev phone).
+
+    A caller that has only ``place_call`` is taken as a real one that is never paused.
+    """
+
+    calls_nobody: bool
 
     async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str) -> str:
         """Place the call; return the provider's call id. Raise ``CallError`` on failure."""
+
+    def paused_for(self) -> float:
+        """Seconds calls still fail at once; ``0``: a call may be tried."""
+
+    def played_calls(self) -> Sequence[SimulatedCall]:
+        """The calls a development caller played (empty for a real one)."""
+
+
+class PlacesCalls(Protocol):
+    """The least a caller must have: ``place_call`` (see :class:`Caller` for the rest)."""
+
+    async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str) -> str:
+        """Place the call; return the provider's call id. Raise ``CallError`` on failure."""
+
+
+class BaseCaller:
+    """The defaults of :class:`Caller`'s capabilities: a real caller, never paused."""
+
+    calls_nobody: bool = False
+
+    async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str) -> str:
+        raise NotImplementedError
+
+    def paused_for(self) -> float:
+        return 0.0
+
+    def played_calls(self) -> Sequence[SimulatedCall]:
+        return ()
+
+
+class _Adapted(BaseCaller):
+    """A caller with only ``place_call``, given the default capabilities."""
+
+    def __init__(self, inner: PlacesCalls) -> None:
+        self.inner = inner
+        self.place_call = inner.place_call  # type: ignore[method-assign]
+
+    async def aclose(self) -> None:
+        closer = getattr(self.inner, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+def as_caller(caller: PlacesCalls) -> Caller:
+    """``caller`` with every capability :class:`Caller` declares (defaults where it has none)."""
+    if all(hasattr(caller, name) for name in ("calls_nobody", "paused_for", "played_calls")):
+        return caller  # type: ignore[return-value]
+    return _Adapted(caller)
 
 
 _jitter = secrets.SystemRandom()  # backoff jitter; SystemRandom keeps ruff's S311 quiet without a noqa
@@ -79,7 +142,7 @@ def _provider_error(response: httpx.Response, **extra: Any) -> CallError:
     return CallError(message[:300], status=response.status_code, code=code, **extra)
 
 
-class SignalWireCaller:
+class SignalWireCaller(BaseCaller):
     """Creates calls with ``POST {space}/api/laml/2010-04-01/Accounts/{project}/Calls.json``.
 
     ``space`` is a host (``example.signalwire.com``, https) or a full URL (a test double).
@@ -229,11 +292,13 @@ class SignalWireCaller:
             self._client = None
 
 
-class ConsoleCaller:
+class ConsoleCaller(BaseCaller):
     """Development caller: plays the call against the app's own LaML endpoint, signed as
     the carrier signs, and prints what the call says to the terminal (stderr, not the
     logging system) and on the dev phone page. It costs nothing and calls no one.
     """
+
+    calls_nobody = True
 
     def __init__(self, *, signing_key: str, echo: bool = True, history: int = 20) -> None:
         self._key = signing_key
@@ -259,6 +324,9 @@ class ConsoleCaller:
         task.add_done_callback(self._tasks.discard)
         return call.sid
 
+    def played_calls(self) -> Sequence[SimulatedCall]:
+        return tuple(self.calls)
+
     async def _play(self, call: SimulatedCall) -> None:
         assert self._client is not None
         await simulate_call(self._client, call, signing_key=self._key)
@@ -279,7 +347,7 @@ class ConsoleCaller:
             self._client = None
 
 
-class SignalWireSDKCaller:
+class SignalWireSDKCaller(BaseCaller):
     """Places calls with the official ``signalwire`` SDK, run in a worker thread so the
     event loop never blocks. Needs ``pip install 'voice2fa-middleware[signalwire]'``.
     """

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from ._i18n import DEFAULT_TRANSLATIONS, Translations, spoken_digits
+from .._i18n.catalogs import DEFAULT_TRANSLATIONS, Translations, spoken_digits
 
 
 class LamlBuilder:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from ._crypto import new_id
+from .._core.crypto import new_id
 
 Clock = Callable[[], float]
 
@@ -99,6 +99,9 @@ class Bucket:
     key: str
     limit: int
     window: int
+    name: str = field(default="", compare=False)
+    """What the budget is called in audit events, metrics and logs (``"user"``, ``"all"``...);
+    stores ignore it."""
 
 
 class Reservation(NamedTuple):
@@ -123,11 +126,25 @@ class Start(NamedTuple):
     """Seconds the user is still locked out (``> 0``: refused, nothing saved or counted)."""
     wait: float = 0.0
     """Seconds until a spent budget resets (``> 0``: refused, nothing saved or counted)."""
+    charged: tuple[Bucket, ...] = ()
+    """The buckets the new challenge's first call was charged to (``known`` or ``new``):
+    what ``Store.refund`` gives back when the provider does not accept that call."""
 
 
 @runtime_checkable
 class Store(Protocol):
-    """What the middleware needs from a store. All methods may raise ``StoreError``."""
+    """What the middleware needs from a store. All methods may raise ``StoreError``.
+
+    Two capabilities tell the middleware how to treat a store (give both on your own):
+
+    - ``shared``: ``True`` when several processes see the same data (then every process must
+      share ``VOICE2FA_SECRET_KEY``, which start-up checks);
+    - ``deadline_free``: ``True`` when no method ever waits on I/O (an in-process store), so
+      the middleware skips the store timeout's cancel scope.
+    """
+
+    shared: bool
+    deadline_free: bool
 
     async def create(self, challenge: Challenge) -> None:
         """Save a new challenge until its ``expires_at``."""
@@ -219,8 +236,15 @@ class Store(Protocol):
         Returns ``0`` when counted, else the seconds until the fullest bucket resets.
         """
 
-    async def hit(self, key: str, window: int, now: float) -> tuple[int, float]:
-        """Count one hit; returns the count in the window and the seconds it has left."""
+    async def hit(self, key: str, window: int, now: float, *, renew: bool = False) -> tuple[int, float]:
+        """Count one hit; returns the count in the window and the seconds it has left.
+
+        ``renew``: the window starts again from ``now`` (a sliding "seen lately" mark, such
+        as a phone the user verified) instead of running from the first hit."""
+
+    async def refund(self, buckets: Sequence[Bucket], now: float) -> None:
+        """Give back one hit to each bucket that still counts one (never below zero): a call
+        was charged but the provider did not accept it (S26)."""
 
     async def peek(self, key: str, now: float) -> tuple[int, float]:
         """The count and seconds left of a counter (``(0, 0)`` when absent)."""

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _redis_scripts as lua
+from . import redis_scripts as lua
 
 if TYPE_CHECKING:  # pragma: no cover
     from redis.asyncio import Redis
