@@ -5,7 +5,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from voice2fa_middleware import Voice2FAMiddleware, forget_verification
+from voice2fa_middleware import Voice2FAMiddleware, Voice2FASettings, forget_verification
 
 PHONES = {"alice": "+12025550143"}
 
@@ -48,6 +48,11 @@ app = Starlette(
     ],
     middleware=[
         Middleware(SessionMiddleware, secret_key="change-me: your own secret, 32 characters or more"),
-        Middleware(Voice2FAMiddleware, identify=identify, protect=["/account"], logout_url="/logout"),
+        Middleware(
+            Voice2FAMiddleware,
+            identify=identify,
+            protect=["/account"],
+            settings=Voice2FASettings.from_env(logout_url="/logout"),  # the environment, and this
+        ),
     ],
 )

@@ -7,4 +7,4 @@ catalogs.mkdir(exist_ok=True)
 translations = Translations(catalogs, speech_languages={"sv": "sv-SE"})
 # app.add_middleware(Voice2FAMiddleware, identify=..., translations=translations)
 # (or translations="my_translations": a directory, or a list of them, the first one wins)
-print(translations.translate("en", "error.attempts_left", n=1))  # 1 attempt left
+print(translations.translate("en", "error.attempts_left", n=1))  # 1 attempt left.
