@@ -19,7 +19,6 @@ for name in [n for n in os.environ if n.startswith(("VOICE2FA_", "SIGNALWIRE_"))
     del os.environ[name]  # the console caller: no account needed
 
 from examples.starlette_app import app  # noqa: E402
-
 from voice2fa_middleware.testing import LiveServer  # noqa: E402
 
 CHROMIUM = os.environ.get("VOICE2FA_CHROMIUM", "/usr/bin/chromium")

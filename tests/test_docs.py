@@ -233,10 +233,12 @@ def test_subpath_webhook_urls(clean_env: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("attr", ["ours_outermost", "prefix_exempt"])
 def test_csrf_middlewares(attr: str, clean_env: pytest.MonkeyPatch) -> None:
-    with served("csrf_middlewares.py", clean_env, attr) as (url, double, _):
-        with httpx.Client(base_url=url, cookies={"user": "alice"}) as client:
-            verify(client, double, "/account")
-            assert client.get("/account").text == "account"
+    with (
+        served("csrf_middlewares.py", clean_env, attr) as (url, double, _),
+        httpx.Client(base_url=url, cookies={"user": "alice"}) as client,
+    ):
+        verify(client, double, "/account")
+        assert client.get("/account").text == "account"
 
 
 def test_plain_asgi(clean_env: pytest.MonkeyPatch) -> None:
@@ -284,7 +286,8 @@ def test_audit_logging() -> None:
         audit.removeHandler(handler)
         audit.setLevel(logging.NOTSET)
     line = json.loads(out.getvalue())
-    assert line == {"message": "voice2fa verified", "level": "INFO", "voice2fa_kind": "verified", "voice2fa_user_id": "alice"}
+    fields = {"voice2fa_kind": "verified", "voice2fa_user_id": "alice"}
+    assert line == {"message": "voice2fa verified", "level": "INFO", **fields}
 
 
 def test_audit_hook(capsys: pytest.CaptureFixture[str]) -> None:
@@ -296,11 +299,13 @@ def test_audit_hook(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_prometheus(clean_env: pytest.MonkeyPatch) -> None:
-    with served("prometheus.py", clean_env) as (url, double, _):
-        with httpx.Client(base_url=url, cookies={"user": "alice"}) as client:
-            client.get("/account", headers=JSON)
-            double.wait_for_code()
-            metrics = client.get("/metrics/").text
+    with (
+        served("prometheus.py", clean_env) as (url, double, _),
+        httpx.Client(base_url=url, cookies={"user": "alice"}) as client,
+    ):
+        client.get("/account", headers=JSON)
+        double.wait_for_code()
+        metrics = client.get("/metrics/").text
     assert re.search(r"^voice2fa_challenges_started_total\{[^}]*\} 1\.0$", metrics, re.M), metrics
 
 

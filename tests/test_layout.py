@@ -54,7 +54,7 @@ def test_no_import_cycle_not_even_a_typing_only_one() -> None:
         visit(module, [])
 
 
-# The layers, lowest first, as the README's "How the code is organised" table lists them: a
+# The layers, lowest first, as the "How the code is organised" table (docs/contributing/code-layout.md) lists them: a
 # module imports only modules of its own layer or of layers before it.
 LAYERS = [
     [

@@ -1,3 +1,5 @@
+from typing import Annotated
+
 from fastapi import Depends, FastAPI
 from starlette.requests import HTTPConnection
 
@@ -13,7 +15,9 @@ app = FastAPI()
 
 
 @app.get("/transfer")
-async def transfer(identity: Identity | None = Depends(VoiceTwoFactor(fresh_within=300))) -> dict[str, str | None]:
+async def transfer(
+    identity: Annotated[Identity | None, Depends(VoiceTwoFactor(fresh_within=300))],
+) -> dict[str, str | None]:
     # identity: the verified user; None for an anonymous request (it passes: signing in is your app's job).
     return {"user": identity.user_id if identity else None}
 

@@ -23,9 +23,8 @@ with SignalWireDouble() as double:  # SignalWire's API and carrier, on loopback
     app.add_middleware(
         Voice2FAMiddleware, identify=identify, protect=["/account"], settings=Voice2FASettings.from_env(env)
     )
-    with LiveServer(app, port=port) as server:
-        with httpx.Client(base_url=server.url, cookies={"user": "alice"}) as client:
-            asked = client.get("/account", headers={"accept": "application/json"}).json()
-            code = double.wait_for_code()  # what the call said
-            client.post(asked["verify_url"], json={"code": code, "csrf_token": asked["csrf_token"]})
-            assert client.get("/account").text == "your account"
+    with LiveServer(app, port=port) as server, httpx.Client(base_url=server.url, cookies={"user": "alice"}) as client:
+        asked = client.get("/account", headers={"accept": "application/json"}).json()
+        code = double.wait_for_code()  # what the call said
+        client.post(asked["verify_url"], json={"code": code, "csrf_token": asked["csrf_token"]})
+        assert client.get("/account").text == "your account"
