@@ -127,3 +127,12 @@ def bench(session: nox.Session) -> None:
     """Overhead next to a bare app, measured with wrk over loopback (needs wrk and redis-server)."""
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site: mkdocs build --strict (links and anchors checked), then every
+    code sample of the site run by tests/test_docs.py."""
+    session.install("-e", ".[test]", "mkdocs-material>=9.5", "mkdocstrings-python>=1.10")
+    session.run("mkdocs", "build", "--strict")
+    session.run("pytest", "tests/test_docs.py", "-p", "no:cacheprovider", *session.posargs)

@@ -1,4 +1,5 @@
-"""The demo's container: Dockerfile, .dockerignore, compose.yaml and the README's section on them.
+"""The demo's container: Dockerfile, .dockerignore, compose.yaml and the documentation page on them
+(docs/getting-started/container.md).
 
 No Docker is needed: the Dockerfile's install command runs in a fresh virtual environment on a copy
 of the build context (what .dockerignore lets through), and the image's CMD, its health check and
@@ -132,7 +133,9 @@ def test_image_serves_on_its_exposed_port_with_a_health_check_there() -> None:
     assert any(f"127.0.0.1:{port}/" in part for part in DOCKERFILE.healthcheck), DOCKERFILE.healthcheck
 
 
-# -- the README's section ------------------------------------------------------------------------
+# -- the documentation's page ---------------------------------------------------------------------
+
+CONTAINER_PAGE = ROOT / "docs" / "getting-started" / "container.md"
 
 
 def container_section_code(markdown: str) -> list[str] | None:
@@ -162,16 +165,16 @@ def shell_words(line: str) -> list[str] | None:
 
 
 def test_readme_shows_the_commands_the_image_runs() -> None:
-    code = container_section_code((ROOT / "README.md").read_text())
+    code = container_section_code(CONTAINER_PAGE.read_text())
     assert code is not None, (
-        'README.md has no section on the container: add one under a heading that says "container" '
-        '(such as "## Run the demo in a container"), with the Dockerfile\'s install and start commands '
+        f'{CONTAINER_PAGE.name} has no section on the container: add one under a heading that says "container" '
+        '(such as "# The demo in a container"), with the Dockerfile\'s install and start commands '
         f"in a fenced block:\n    {DOCKERFILE.install}\n    {shlex.join(DOCKERFILE.cmd)}"
     )
     shown = [words for words in map(shell_words, code) if words]
     for what, words in (("install", shlex.split(DOCKERFILE.install)), ("start", DOCKERFILE.cmd)):
         assert words in shown, (
-            f"README.md's container section does not show the Dockerfile's {what} command, "
+            f"{CONTAINER_PAGE.name}'s container section does not show the Dockerfile's {what} command, "
             f"{shlex.join(words)!r}, in a fenced block (it shows: {[shlex.join(w) for w in shown]})"
         )
 
@@ -459,7 +462,7 @@ def spoken_code(server: ServerProcess, calls: int = 1, digits: int = 6) -> str:
 
 def test_image_installs_and_serves_the_demo(installed: Installed, container: Callable[..., ServerProcess]) -> None:
     port = port_for_later()
-    # As the README's docker run: the CMD as written (0.0.0.0), a secret key from the environment.
+    # As the container page's docker run: the CMD as written (0.0.0.0), a secret key from the environment.
     app = container(with_port(DOCKERFILE.cmd, port), installed, {"VOICE2FA_SECRET_KEY": SECRET}, port)
     client = httpx.Client(base_url=app.url, timeout=20)
     assert client.get("/").status_code == 200

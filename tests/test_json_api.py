@@ -1,4 +1,4 @@
-"""The JSON API, shape by shape, as the README documents it (a real server and the double)."""
+"""The JSON API, shape by shape, as docs/reference/json-api.md documents it (a real server and the double)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from voice2fa_middleware import Voice2FAMiddleware, Voice2FASettings
 from .conftest import SECRET
 
 PACKAGE = Path(__file__).resolve().parent.parent / "voice2fa_middleware"
-README = PACKAGE.parent / "README.md"
+LAYOUT_PAGE = PACKAGE.parent / "docs" / "contributing" / "code-layout.md"
 
 # The layers, lowest first, as "How the code is organised" lists them: a layer is a private
 # sub-package or a top-level module, and a module imports only modules of its own layer or of
@@ -141,7 +141,7 @@ def test_layers_import_only_layers_below() -> None:
 def _organisation_table(text: str) -> list[dict[str, list[str]]]:
     """The layers "How the code is organised" lists, in order: each row's first cell names its
     members separated by ``;``, a sub-package followed by its modules (``_web/``: ``pages``, ...)."""
-    section = text.split("## How the code is organised", 1)[1].split("\n## ", 1)[0]
+    section = text.split("# How the code is organised", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     table = []
     for row in rows:
@@ -154,9 +154,9 @@ def _organisation_table(text: str) -> list[dict[str, list[str]]]:
 
 
 def test_the_organisation_table_lists_every_layer_and_module() -> None:
-    """The README's "How the code is organised" names every layer in order, and every module of
+    """The docs' "How the code is organised" names every layer in order, and every module of
     each sub-package, so the description cannot drift from the tree."""
-    table = _organisation_table(README.read_text())
+    table = _organisation_table(LAYOUT_PAGE.read_text())
     assert [sorted(row) for row in table] == [sorted(layer) for layer in LAYERS]
     for row in table:
         for name, modules in row.items():

@@ -1,5 +1,6 @@
 """Every Python block of README.md runs as written (in a fresh interpreter, in an empty folder,
-with no VOICE2FA_*/SIGNALWIRE_* variables), so the README cannot drift from the code."""
+with no VOICE2FA_*/SIGNALWIRE_* variables), so the README cannot drift from the code. (The
+documentation site's samples, docs/src/, are run by test_docs.py.)"""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re
 
 
 def test_the_readme_has_its_python_blocks() -> None:
-    assert len(BLOCKS) >= 3
+    assert len(BLOCKS) >= 1  # the quickstart; the rest of the documentation is under docs/
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{n + 1}" for n in range(len(BLOCKS))])

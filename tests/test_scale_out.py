@@ -188,13 +188,13 @@ def test_sentinel_binaries_named_when_missing(monkeypatch: pytest.MonkeyPatch) -
         _redis_binaries("Redis Sentinel", {"redis-sentinel": "redis-sentinel"})
 
 
-# -- an ACL user with only the store's commands, as the README gives it -------------------------------
+# -- an ACL user with only the store's commands, as the documentation gives it ------------------------
 
 
 def _readme_acl(extra: list[str]) -> list[str]:
-    """The README's ``ACL SETUSER`` command, as arguments, with a test password."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    line = next(x for x in readme.splitlines() if x.startswith("redis-cli ACL SETUSER voice2fa"))
+    """The ``ACL SETUSER`` command of docs/operations/scale.md, as arguments, with a test password."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "operations" / "scale.md").read_text()
+    line = next(x for x in page.splitlines() if x.startswith("redis-cli ACL SETUSER voice2fa"))
     args = shlex.split(line)[1:]
     return [a.replace("CHANGE-ME", "acl-test-pw") for a in args] + extra
 
