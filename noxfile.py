@@ -1,5 +1,8 @@
 """Sessions: tests (each installed Python 3.10-3.13), tests_lowest, tests_newest, tests_fastapi_users, package,
-lint, typing; also demo, bench."""
+lint, typing, docs (the full matrix, what CI runs); quick (the suite once, in minutes); also demo, bench, load, soak.
+
+Every pytest run is parallel (pytest-xdist, one worker per core); the browser tests run on one
+Python of the matrix (the newest), since what they check does not depend on the Python."""
 
 from __future__ import annotations
 
@@ -11,7 +14,16 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "tests_lowest", "tests_newest", "tests_fastapi_users", "package", "lint", "typing"]
+nox.options.sessions = [
+    "tests",
+    "tests_lowest",
+    "tests_newest",
+    "tests_fastapi_users",
+    "package",
+    "lint",
+    "typing",
+    "docs",
+]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
 
@@ -40,11 +52,29 @@ def _pyenv_pythons() -> None:
 _pyenv_pythons()
 
 
+# pytest-xdist: one worker per core (two on CI's machine); "-p no:cacheprovider" keeps the
+# tree clean.
+PARALLEL = ["-n", "auto", "-p", "no:cacheprovider"]
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The test suite, with every extra (redis, the signalwire SDK oracle)."""
+    """The test suite, with every extra (redis, the signalwire SDK oracle); the browser tests
+    on the newest Python only."""
     session.install("-e", ".[test,signalwire]")
-    session.run("pytest", *session.posargs)
+    browser = [] if session.python == PYTHONS[-1] else ["-m", "not browser"]
+    session.run("pytest", *PARALLEL, *browser, *session.posargs)
+
+
+@nox.session(python=False)
+def quick(session: nox.Session) -> None:
+    """The whole suite once, on the Python that runs nox, in a virtual environment of its own
+    (.venv-quick): a few minutes on two cores, for the edit-test loop."""
+    venv = Path(".venv-quick")
+    if not (venv / "bin" / "python").exists():
+        session.run("python3", "-m", "venv", str(venv))
+    session.run(str(venv / "bin" / "pip"), "install", "-q", "-e", ".[test]")
+    session.run(str(venv / "bin" / "pytest"), *PARALLEL, *session.posargs)
 
 
 # fastapi-users needs PyJWT 2; the signalwire SDK (the oracle in "tests") pins PyJWT 1.7.
@@ -55,7 +85,7 @@ FASTAPI_USERS = ["fastapi-users[sqlalchemy]>=13", "aiosqlite>=0.19"]
 def tests_fastapi_users(session: nox.Session) -> None:
     """The fastapi-users example, end to end (an environment of its own: see FASTAPI_USERS)."""
     session.install("-e", ".[test]", *FASTAPI_USERS)
-    session.run("pytest", "tests/test_fastapi_users.py", *session.posargs)
+    session.run("pytest", "-p", "no:cacheprovider", "tests/test_fastapi_users.py", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])
@@ -67,22 +97,22 @@ def tests_lowest(session: nox.Session) -> None:
     session.run("uv", "pip", "install", "--resolution", "lowest-direct", "-e", ".[test]", env=env)
     session.run("uv", "pip", "list", env=env)
     # The browser tests are left out: Playwright's floor predates the Chromium Debian ships.
-    session.run("pytest", "-m", "not browser", *session.posargs)
+    session.run("pytest", *PARALLEL, "-m", "not browser", *session.posargs)
 
 
 @nox.session(python=PYTHONS[-1])
 def tests_newest(session: nox.Session) -> None:
     """The suite on the newest release of every dependency (no signalwire SDK, whose pins
-    hold some back), on the newest Python."""
+    hold some back), on the newest Python (the browser tests run in "tests" there)."""
     session.install("--upgrade", "-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *PARALLEL, "-m", "not browser", *session.posargs)
 
 
 @nox.session(python=PYTHONS[-1])
 def tests_minimal(session: nox.Session) -> None:
     """The suite with no optional extra: Redis and SDK tests must skip, not fail."""
     session.install("-e", ".[testing,examples]", "hypothesis", "respx")
-    session.run("pytest", "-m", "not redis and not oracle", *session.posargs, env={"CI": ""})
+    session.run("pytest", *PARALLEL, "-m", "not redis and not oracle", *session.posargs, env={"CI": ""})
 
 
 @nox.session

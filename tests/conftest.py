@@ -94,6 +94,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches pytest only, which then stops the server
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -353,8 +354,14 @@ class ServerProcess:
     def __init__(self, cmd: list[str], env: dict[str, str], port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop())
+        # A session of its own: Ctrl-C reaches pytest only, which then stops the server.
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -149,7 +149,10 @@ class _Processes:
 
     def spawn(self, port: int, argv: Sequence[str], log_name: str) -> subprocess.Popen[bytes]:
         with open(self.dir / log_name, "ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            # A session of its own: Ctrl-C reaches pytest only, which then stops the servers.
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         self.procs[port] = proc
         return proc
 
