@@ -395,3 +395,31 @@ def test_a_refused_enrolment_call_again_links_back_to_the_verify_page(
         link = re.search(r'id="v2fa-again" href="([^"]+)"', again.text)
         assert link is not None and link.group(1).startswith("/voice2fa/verify?next="), again.text
     assert len(h.double.calls) == 1
+
+
+def test_the_dev_phone_shows_each_account_its_own_calls_only(uvicorn_factory: Callable[..., Any]) -> None:
+    """The dev phone filters by user, not by number: ``new`` typing ``demo``'s number on the
+    phone page must not see the code of ``demo``'s own call (it listed it before)."""
+    app = uvicorn_factory("examples.starlette_app:app", {"VOICE2FA_SECRET_KEY": SECRET})
+    with httpx.Client(base_url=app.url, timeout=20) as demo, httpx.Client(base_url=app.url, timeout=20) as new:
+        assert demo.post("/login", data={"username": "demo", "password": "demo"}).status_code == 303
+        assert demo.get("/account").status_code == 303  # a call to demo's number, with its code
+        for _ in range(150):
+            mine = demo.get("/voice2fa/dev/calls").json()["calls"]
+            if mine and mine[-1]["done"]:
+                break
+            time.sleep(0.1)
+        assert len(mine) == 1
+        assert new.post("/login", data={"username": "new", "password": "new"}).status_code == 303
+        page = new.get("/account", follow_redirects=True)
+        posted = new.post(
+            "/voice2fa/phone", data={"phone": mine[0]["to"], "csrf_token": csrf_of(page.text), "next": "/account"}
+        )
+        assert posted.status_code == 303
+        for _ in range(150):
+            theirs = new.get("/voice2fa/dev/calls").json()["calls"]
+            if theirs and theirs[-1]["done"]:
+                break
+            time.sleep(0.1)
+        assert [c["sid"] for c in theirs] != [] and mine[0]["sid"] not in [c["sid"] for c in theirs]
+        assert len(demo.get("/voice2fa/dev/calls").json()["calls"]) == 1  # and demo sees not new's

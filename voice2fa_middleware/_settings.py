@@ -154,6 +154,10 @@ class Voice2FASettings:
 
     # Robustness
     store_timeout: float = 2.0
+    redis_max_connections: int = 100
+    """Connections each worker's ``RedisStore`` may open to one Redis server. When all are in
+    use, a request waits for one (up to ``store_timeout``) instead of failing: size it to the
+    requests a worker serves at once that touch the store (challenges, codes, webhooks)."""
     max_body_size: int = 16 * 1024
     body_timeout: float = 10.0
     """Seconds a client has to send a whole form to the middleware's endpoints (else 408)."""
@@ -274,7 +278,7 @@ class Voice2FASettings:
         for name in (
             *("calls_per_phone_per_hour", "calls_per_user_per_hour", "calls_per_client_per_hour", "calls_per_hour"),
             *("known_phone_days", "shared_phone_accounts", "enrol_calls_per_user_per_hour"),
-            *("enrol_calls_per_client_per_hour", "enrol_calls_per_phone_per_hour"),
+            *("enrol_calls_per_client_per_hour", "enrol_calls_per_phone_per_hour", "redis_max_connections"),
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")

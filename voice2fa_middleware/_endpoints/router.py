@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from .._errors import StoreError
 from .._flow.challenge import Challenger
 from .._flow.enrolment import Enrolment
-from .._web.forms import Refused
+from .._web.forms import ClientGone, Refused
 from .._web.pages import text_response
 from .dev_phone import DevEndpoints
 from .enrol import EnrolEndpoints
@@ -78,6 +78,11 @@ class OwnEndpoints:
         except HTTPException as exc:
             response = text_response(exc.status_code, exc.detail)
             response.headers.update(exc.headers or {})
+        except ClientGone:
+            # The client left mid-body (a closed tab, a dropped connection): nobody to answer,
+            # and nothing failed on our side.
+            logger.debug("voice2fa: the client disconnected before sending its whole body")
+            return
         await response(scope, receive, send)
 
     async def static(self, request: Request) -> Response:

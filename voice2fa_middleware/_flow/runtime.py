@@ -50,7 +50,7 @@ def default_store(s: Voice2FASettings, clock: Callable[[], float]) -> Store:
     if s.redis_url:
         from .._stores.redis import RedisStore
 
-        return RedisStore(s.redis_url, timeout=s.store_timeout)
+        return RedisStore(s.redis_url, timeout=s.store_timeout, max_connections=s.redis_max_connections)
     return MemoryStore(max_challenges=s.memory_max_challenges, clock=clock)
 
 
@@ -62,6 +62,8 @@ def default_caller(s: Voice2FASettings, on_state_change: Callable[[str], None] |
             project=s.signalwire_project,
             token=s.signalwire_token,
             timeout=s.call_timeout,
+            # Probe a provider back after a short outage soon: 5 s, doubling up to 30 s.
+            first_cooldown=5.0,
             on_state_change=on_state_change,
         )
     logger.warning(

@@ -219,8 +219,11 @@ class Store(Protocol):
     ) -> Challenge | None:
         """Update the call of a challenge if ``call_nonce`` is still its current call.
 
-        ``call_sid`` is recorded only when none is recorded yet. Returns the updated
-        challenge, or ``None`` when it is gone or the call is not its current one.
+        ``call_sid`` is recorded only when none is recorded yet. ``status`` only moves
+        forward (``_telephony.status.RANK``): status callbacks may arrive out of order, and a
+        ``ringing`` after ``completed`` changes nothing. Running it twice changes nothing more
+        than running it once. Returns the updated challenge, or ``None`` when it is gone or
+        the call is not its current one.
         """
 
     async def rollback_call(self, challenge_id: str, call_nonce: str, previous: Challenge) -> None:

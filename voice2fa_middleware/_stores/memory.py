@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from cachetools import TLRUCache
 
 from .._errors import StoreFullError
+from .._telephony.status import RANK
 from .base import ROLLBACK_FIELDS, Bucket, Challenge, Clock, Reservation, Start
 
 
@@ -162,7 +163,7 @@ class MemoryStore:
         changes: dict[str, object] = {}
         if call_sid and not current.call_sid:
             changes["call_sid"] = call_sid
-        if status:
+        if status and RANK.get(status, 0) >= RANK.get(current.call_status, 0):  # only forward
             changes["call_status"] = status
         if drop_code:
             changes["code"] = ""

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._core.crypto import compact_json
 from .._errors import MissingExtraError, StoreError
+from .._telephony.status import RANK
 from .base import ROLLBACK_FIELDS, Bucket, Challenge, Reservation, Start, user_key
 from .redis_batch import Batcher, Scripts, pairs, text
 from .redis_connect import Connection, connect
@@ -34,6 +35,23 @@ def _key_slot(key: bytes) -> int:
     from redis.crc import key_slot
 
     return key_slot(key)
+
+
+def _pool_exhausted(exc: BaseException) -> bool:
+    """A connection pool with no free connection (redis-py's non-blocking pools raise
+    ``MaxConnectionsError``, its blocking pool "No connection available." after its wait)."""
+    return type(exc).__name__ in ("MaxConnectionsError", "MaxConnectionsExceededError") or (
+        "No connection available" in str(exc) or "Too many connections" in str(exc)
+    )
+
+
+# Each call status's rank, as UPDATE_CALL reads it (encoded once).
+_RANKS = compact_json(RANK)
+
+
+def _connection_error(exc: BaseException | None) -> bool:
+    """redis-py's ``ConnectionError`` (a broken or refused connection), not its timeouts."""
+    return exc is not None and type(exc).__name__ == "ConnectionError" and not _pool_exhausted(exc)
 
 
 def _limits(buckets: Sequence[Bucket]) -> list[int]:
@@ -84,6 +102,7 @@ class RedisStore:
         self.deadline_free = False
         self._prefix = key_prefix
         self._timeout = timeout
+        self._max_connections = max_connections
         # redis-py's cluster client, when its first commands run side by side before it has
         # read the cluster's layout, fails some of them: it reads the layout once, first.
         self._cold = self.cluster
@@ -125,6 +144,11 @@ class RedisStore:
         except StoreError:
             raise
         except Exception as exc:  # redis errors, timeouts, closed sockets: fail closed
+            if _pool_exhausted(exc):
+                raise StoreError(
+                    f"redis: every connection of this worker's pool is in use (max_connections="
+                    f"{self._max_connections}); Redis itself may be fine: raise redis_max_connections"
+                ) from exc
             raise StoreError(f"redis: {type(exc).__name__}") from exc
         finally:
             if inspect.iscoroutine(coro):
@@ -141,12 +165,25 @@ class RedisStore:
         fields = [x for kv in challenge.to_fields().items() for x in kv]
         await self._run(self._lua.create(keys=[key, pointer], args=[int(challenge.expires_at * 1000), *fields]))
 
+    async def _run_twice(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a command that may safely run twice (a read, or a write whose second run
+        changes nothing): once more on a fresh connection when the first one's connection
+        broke (a pooled connection made stale by a Redis restart, S28). Others never retry:
+        a script whose answer was lost must not run twice."""
+        try:
+            return await self._run(make())
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, (ConnectionError, OSError)) and not _connection_error(exc.__cause__):
+                raise
+            logger.info("voice2fa: a Redis connection broke (%s); trying once more on a fresh one", exc)
+            return await self._run(make())
+
     async def live_challenge(self, user_tag: str) -> Challenge | None:
-        flat = await self._run(self._lua.live(keys=[self._uk(user_tag)]))
+        flat = await self._run_twice(lambda: self._lua.live(keys=[self._uk(user_tag)]))
         return Challenge.from_fields(pairs(flat)) if flat else None
 
     async def get(self, challenge_id: str) -> Challenge | None:
-        fields = await self._run(self._redis.hgetall(self._ck(challenge_id)))
+        fields = await self._run_twice(lambda: self._redis.hgetall(self._ck(challenge_id)))
         if not fields:
             return None
         return Challenge.from_fields({text(k): text(v) for k, v in fields.items()})
@@ -298,10 +335,11 @@ class RedisStore:
         status: str | None = None,
         drop_code: bool = False,
     ) -> Challenge | None:
-        flat = await self._run(
-            self._lua.update_call(
+        # Runs twice safely: the sid is kept only when none is, the status only moves forward.
+        flat = await self._run_twice(
+            lambda: self._lua.update_call(
                 keys=[self._ck(challenge_id)],
-                args=[call_nonce, call_sid or "", status or "", int(drop_code)],
+                args=[call_nonce, call_sid or "", status or "", int(drop_code), _RANKS],
             )
         )
         return Challenge.from_fields(pairs(flat)) if flat else None
@@ -334,7 +372,7 @@ class RedisStore:
         await self._run(self._lua.untake(keys=keys))
 
     async def peek(self, key: str, now: float) -> tuple[int, float]:
-        count, ttl_ms = await self._run(self._lua.peek(keys=[self._nk(key)]))
+        count, ttl_ms = await self._run_twice(lambda: self._lua.peek(keys=[self._nk(key)]))
         return int(count), max(int(ttl_ms), 0) / 1000.0
 
     async def clear(self, key: str) -> None:

@@ -110,9 +110,14 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Connection:
     common["retry"] = Retry(NoBackoff(), 0)
     if scheme in ("redis+sentinel", "rediss+sentinel"):
         return _sentinel(url, scheme == "rediss+sentinel", common, max_connections)
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
 
-    return Connection(Redis.from_url(url, max_connections=max_connections, **common), cluster=False)
+    # A blocking pool: when every connection is in use, a command waits for one (up to the
+    # store timeout) instead of failing at once: a busy pool is not a Redis that is down.
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout, **common)
+    client = Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # the client owns its pool (what Redis.from_pool does)
+    return Connection(client, cluster=False)
 
 
 def _sentinel(url: str, tls: bool, common: dict[str, Any], max_connections: int) -> Connection:

@@ -41,13 +41,18 @@ redis.call('HSET', KEYS[1], 'code_mac', ARGV[1], 'code', ARGV[2], 'call_nonce', 
 return '0'
 """
 
-# KEYS[1] challenge; ARGV: nonce, call_sid, status, drop_code.
+# KEYS[1] challenge; ARGV: nonce, call_sid, status, drop_code, each status's rank (JSON).
+# The status only moves forward: one that ranks below the recorded one changes nothing.
 UPDATE_CALL = """
 if ARGV[1] == '' or redis.call('HGET', KEYS[1], 'call_nonce') ~= ARGV[1] then return false end
 if ARGV[2] ~= '' and (redis.call('HGET', KEYS[1], 'call_sid') or '') == '' then
   redis.call('HSET', KEYS[1], 'call_sid', ARGV[2])
 end
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'call_status', ARGV[3]) end
+if ARGV[3] ~= '' then
+  local ranks = cjson.decode(ARGV[5])
+  local current = redis.call('HGET', KEYS[1], 'call_status') or ''
+  if (ranks[ARGV[3]] or 0) >= (ranks[current] or 0) then redis.call('HSET', KEYS[1], 'call_status', ARGV[3]) end
+end
 if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'code', '') end
 return redis.call('HGETALL', KEYS[1])
 """

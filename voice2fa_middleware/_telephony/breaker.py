@@ -15,21 +15,32 @@ StateHook = Callable[[str], None]
 
 
 class Breaker:
-    """``threshold`` failed attempts in a row open it for ``cooldown`` seconds; then one trial
-    attempt (half-open) closes it on success or opens it again. Per caller, per process."""
+    """``threshold`` failed attempts in a row open it for ``first_cooldown`` seconds; then one
+    trial attempt (half-open) closes it on success, or opens it again for twice as long, up
+    to ``cooldown``: a provider back after a short outage is tried again soon, one that stays
+    down is not hammered. Per caller, per process."""
 
-    def __init__(self, threshold: int, cooldown: float, clock: Callable[[], float], notify: StateHook | None) -> None:
+    def __init__(
+        self,
+        threshold: int,
+        cooldown: float,
+        clock: Callable[[], float],
+        notify: StateHook | None,
+        first_cooldown: float | None = None,
+    ) -> None:
         self.threshold, self.cooldown, self.clock, self.notify = threshold, cooldown, clock, notify
+        self.first_cooldown = cooldown if first_cooldown is None else min(first_cooldown, cooldown)
+        self.pause = self.first_cooldown  # how long the circuit stays open this time
         self.state, self.failures, self.opened_at, self.trial = "closed", 0, 0.0, False
 
     def paused_for(self) -> float:
         """Seconds left open (``0`` when closed, half-open, or the cool-down has passed)."""
-        return max(0.0, self.opened_at + self.cooldown - self.clock()) if self.state == "open" else 0.0
+        return max(0.0, self.opened_at + self.pause - self.clock()) if self.state == "open" else 0.0
 
     def admit(self) -> bool:
         """Let an attempt through (``True``: it is the half-open trial) or raise at once."""
         if self.state == "open":
-            left = self.opened_at + self.cooldown - self.clock()
+            left = self.opened_at + self.pause - self.clock()
             if left > 0:
                 raise ProviderUnavailableError("the provider is failing: calls are paused", retry_after=left)
             self._set("half_open")
@@ -42,11 +53,14 @@ class Breaker:
 
     def success(self) -> None:
         self.failures = 0
+        self.pause = self.first_cooldown
         if self.state != "closed":
             self._set("closed")
 
     def failure(self) -> None:
         self.failures += 1
+        if self.state == "half_open":  # the trial failed: longer this time
+            self.pause = min(self.pause * 2, self.cooldown)
         if self.state == "half_open" or (self.state == "closed" and self.failures >= self.threshold):
             self.opened_at = self.clock()
             self._set("open")
@@ -54,7 +68,7 @@ class Breaker:
     def _set(self, state: str) -> None:
         self.state = state
         if state == "open":
-            message = f"SignalWire failed {self.failures} times in a row: calls fail at once for {self.cooldown:.0f} s"
+            message = f"SignalWire failed {self.failures} times in a row: calls fail at once for {self.pause:.0f} s"
         else:
             message = "trying SignalWire again with one call" if state == "half_open" else "SignalWire answers again"
         logger.log(logging.WARNING if state == "open" else logging.INFO, "voice2fa: %s (circuit %s)", message, state)

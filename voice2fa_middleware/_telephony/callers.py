@@ -157,9 +157,12 @@ class SignalWireCaller(BaseCaller):
     request may have left, never: ``CallError(maybe_placed=True)``.
 
     Circuit breaker (per caller, so per process): ``failure_threshold`` failed tries in a row
-    (no connection, timeout, 5xx, 429, bad answer, 401/403) make calls raise
-    ``ProviderUnavailableError`` at once for ``cooldown`` s (timed by ``clock``); then one
-    trial call closes it or opens it again. ``on_state_change`` (called in the event loop: it
+    (no connection, timeout, 5xx, bad answer, 401/403) make calls raise
+    ``ProviderUnavailableError`` at once for ``first_cooldown`` s (default: ``cooldown``;
+    timed by ``clock``); then one trial call closes it, or opens it again for twice as long,
+    up to ``cooldown``. A 429 is back-pressure, not a failure: the provider is up and asks
+    for fewer calls per second, so it is retried after its ``Retry-After`` within the
+    deadline and never opens the circuit. ``on_state_change`` (called in the event loop: it
     must not block) is told ``"open"``, ``"half_open"``, ``"closed"``. Rejected credentials
     are logged once as an ERROR, until a call succeeds.
     """
@@ -177,6 +180,7 @@ class SignalWireCaller(BaseCaller):
         max_backoff: float = 2.0,
         failure_threshold: int = 5,
         cooldown: float = 30.0,
+        first_cooldown: float | None = None,
         on_state_change: StateHook | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -188,7 +192,7 @@ class SignalWireCaller(BaseCaller):
         self._timeout = timeout
         self._deadline = timeout if deadline is None else deadline
         self._backoff, self._max_backoff = backoff, max_backoff
-        self._breaker = Breaker(failure_threshold, cooldown, clock, on_state_change)
+        self._breaker = Breaker(failure_threshold, cooldown, clock, on_state_change, first_cooldown)
         self._credentials_logged = False
         self._client = client
         self._own_client = client is None
@@ -263,6 +267,8 @@ class SignalWireCaller(BaseCaller):
             breaker.success()
             self._credentials_logged = False
             return sid
+        if status == 429:  # back-pressure (calls per second): the provider works; try again later
+            return _provider_error(response, retry_after=_retry_after(response))
         if status in _REFUSED:
             breaker.failure()
             return _provider_error(response, retry_after=_retry_after(response))

@@ -11,7 +11,7 @@ import json
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 
 class Refused(Exception):
@@ -21,6 +21,10 @@ class Refused(Exception):
         super().__init__(error)
         self.status = status
         self.error = error
+
+
+class ClientGone(Exception):
+    """The client went away while sending its body: there is no one to answer."""
 
 
 async def read_body(request: Request, limit: int, patience: float) -> bytes:
@@ -34,10 +38,13 @@ async def read_body(request: Request, limit: int, patience: float) -> bytes:
             raise Refused(413, "too_large")
     chunks = bytearray()
     with anyio.move_on_after(patience) as scope:
-        async for chunk in request.stream():
-            chunks += chunk
-            if len(chunks) > limit:
-                raise Refused(413, "too_large")
+        try:
+            async for chunk in request.stream():
+                chunks += chunk
+                if len(chunks) > limit:
+                    raise Refused(413, "too_large")
+        except ClientDisconnect:
+            raise ClientGone from None
     if scope.cancelled_caught:
         raise Refused(408, "timeout")
     return bytes(chunks)
