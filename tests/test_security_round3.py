@@ -1,0 +1,116 @@
+"""Security round three (S30-S34): what a review of the restructured package found, each
+with the test that would have caught it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from voice2fa_middleware import MemoryStore, Voice2FAMiddleware, Voice2FASettings, forget_verification
+from voice2fa_middleware._core.crypto import Keyring
+
+from .conftest import SECRET, RecordingCaller, identify
+
+# -- S30 the root path never reaches a cookie or a link as it is -----------------------------------
+
+# What a Set-Cookie of ours may carry, and what a plain same-site cookie path looks like.
+_ATTRIBUTES = {"httponly", "max-age", "path", "samesite", "secure", "expires"}
+_SAFE_PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+=:@%/]*")
+
+
+def _check_set_cookie(header: str) -> str:
+    """Every attribute of ``header`` is one we write, once, and its path is plain; the path."""
+    _, *attributes = [part.strip() for part in header.split(";")]
+    names = [a.split("=", 1)[0].lower() for a in attributes]
+    assert set(names) <= _ATTRIBUTES and len(names) == len(set(names)), header
+    path = next(a.split("=", 1)[1] for a in attributes if a.lower().startswith("path="))
+    assert _SAFE_PATH.fullmatch(path) and not path.startswith("//"), header
+    return path
+
+
+def _tenant_app(**settings: Any) -> Starlette:
+    """A protected app mounted under a path parameter: the URL chooses its root path."""
+
+    async def page(request: Request) -> Response:
+        return PlainTextResponse("account")
+
+    inner = Starlette(routes=[Route("/account", page), Route("/logout", page, methods=["POST"])])
+    inner.add_middleware(
+        Voice2FAMiddleware,
+        identify=identify,
+        protect=["/account"],
+        settings=Voice2FASettings(secret_key=SECRET, **settings),
+        store=MemoryStore(),
+        caller=RecordingCaller(),
+    )
+    return Starlette(routes=[Mount("/{tenant}", app=inner)])
+
+
+@pytest.mark.anyio
+async def test_s30_a_root_path_from_the_url_adds_no_cookie_attributes() -> None:
+    app = _tenant_app(logout_url="/logout")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", cookies={"test_user": "alice"}) as c:
+        r = await c.get("/x;Domain=example.com;Max-Age=99999999/account")
+        assert r.status_code == 303, r.text
+        headers = r.headers.get_list("set-cookie")
+        assert headers and all(_check_set_cookie(h) == "/x%3BDomain=example.com%3BMax-Age=99999999" for h in headers)
+        # The sign-out's deletions, under the same root path.
+        out = await c.post("/x;Domain=example.com;Max-Age=99999999/logout")
+        deleted = out.headers.get_list("set-cookie")
+        assert deleted and all(_check_set_cookie(h).startswith("/x%3B") for h in deleted)
+
+
+def test_s30_every_cookie_of_a_verification_has_a_plain_path() -> None:
+    from voice2fa_middleware._web.cookies import Cookies
+
+    settings = Voice2FASettings(secret_key=SECRET)
+    cookies = Cookies(settings, Keyring([SECRET]), clock=lambda: 1e9)
+    for root in ("/x;Domain=example.com;Max-Age=9", "/\\evil.example", "//evil.example", "/a b\r\nX-Evil: 1"):
+        conn = HTTPConnection(
+            {"type": "http", "scheme": "https", "root_path": root, "path": root + "/a", "headers": []}
+        )
+        response = Response()
+        cookies.grant(response, conn, ("alice", "+12025550143", ""), remember=True)
+        cookies.set(response, conn, "pending", "a value with spaces")
+        headers = [v.decode("latin-1") for k, v in response.raw_headers if k == b"set-cookie"]
+        headers += [v.decode("latin-1") for _, v in cookies.sign_out_headers(conn.scope)]
+        assert len(headers) >= 8
+        for header in headers:
+            _check_set_cookie(header)
+    forgotten = forget_verification(Response(), path="/a;Domain=example.com")
+    for _, value in [h for h in forgotten.raw_headers if h[0] == b"set-cookie"]:
+        assert _check_set_cookie(value.decode("latin-1")) == "/a%3BDomain=example.com"
+    with pytest.raises(Exception, match="cookie_path"):
+        Voice2FASettings(secret_key=SECRET, cookie_path="/a;Domain=example.com")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("root", "path"),
+    [
+        ("", "/%5Cevil.example"),  # a Mount under a path parameter: the root path is "/\\evil.example"
+        ("//evil.example", "//evil.example"),  # a proxy's --root-path, or a server that passes "//" on
+    ],
+)
+async def test_s30_links_under_an_odd_root_path_stay_on_this_site(root: str, path: str) -> None:
+    app = _tenant_app(logout_url="/logout")
+    target = app if not root else app.routes[0].app  # type: ignore[attr-defined]
+    transport = httpx.ASGITransport(app=target, root_path=root)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", cookies={"test_user": "alice"}) as c:
+        r = await c.post(path + "/voice2fa/verify", headers={"accept": "text/html"}, data={"code": "1"})
+        assert r.status_code == 403, r.text
+        links = re.findall(r'(?:href|action|src)="([^"]*)"', r.text)
+        assert links, r.text
+        for link in links:
+            assert link.startswith("/") and not link.startswith("//") and "\\" not in link, link
+        challenged = await c.get(path + "/account")
+        location = challenged.headers["location"]
+        assert location.startswith("/") and not location.startswith("//") and "\\" not in location, location
