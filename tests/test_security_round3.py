@@ -114,3 +114,45 @@ async def test_s30_links_under_an_odd_root_path_stay_on_this_site(root: str, pat
         challenged = await c.get(path + "/account")
         location = challenged.headers["location"]
         assert location.startswith("/") and not location.startswith("//") and "\\" not in location, location
+
+
+# -- S31 an unsigned webhook opens no span, and joins no trace ----------------------------------
+
+
+@pytest.mark.anyio
+async def test_s31_an_unsigned_webhook_joins_no_trace() -> None:
+    pytest.importorskip("opentelemetry.sdk", reason="opentelemetry-sdk is a test dependency")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from voice2fa_middleware._telephony.signatures import compute_signature
+
+    spans = InMemorySpanExporter()
+    tracers = TracerProvider()
+    tracers.add_span_processor(SimpleSpanProcessor(spans))
+    base = "http://127.0.0.1:8000"
+    app = Starlette()
+    app.add_middleware(
+        Voice2FAMiddleware,
+        identify=identify,
+        settings=Voice2FASettings(secret_key=SECRET, public_url=base, signing_key="signing-key"),
+        store=MemoryStore(),
+        caller=RecordingCaller(),
+        tracer_provider=tracers,
+    )
+    token = Keyring([SECRET]).call.dumps(["check", "nonce"])
+    url = f"{base}/voice2fa/status/{token}"
+    form = {"CallSid": "CA1", "CallStatus": "completed"}
+    theirs = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base) as c:
+            refused = await c.post(url, data=form, headers={"traceparent": theirs})
+            assert refused.status_code == 403
+            assert spans.get_finished_spans() == ()  # no span at all, so none in the sender's trace
+            signed = {"traceparent": theirs, "x-signalwire-signature": compute_signature("signing-key", url, form)}
+            assert (await c.post(url, data=form, headers=signed)).status_code == 204
+        [span] = spans.get_finished_spans()  # the provider's own request still joins its trace
+        assert span.name == "voice2fa.webhook.status" and span.context.trace_id == int(theirs[3:35], 16)
+    finally:
+        tracers.shutdown()
