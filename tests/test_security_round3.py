@@ -156,3 +156,26 @@ async def test_s31_an_unsigned_webhook_joins_no_trace() -> None:
         assert span.name == "voice2fa.webhook.status" and span.context.trace_id == int(theirs[3:35], 16)
     finally:
         tracers.shutdown()
+
+
+# -- S32 user-chosen values cannot forge a line of the text log -----------------------------------
+
+
+@pytest.mark.anyio
+async def test_s32_a_user_id_with_a_newline_forges_no_audit_line(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from voice2fa_middleware import AuditEvent
+    from voice2fa_middleware._core.audit import emit
+
+    caplog.set_level(logging.INFO, logger="voice2fa.audit")
+    forged = "bob\nverified user=alice client=127.0.0.1"
+    client = "10.0.0.1\r\n\x1b[2Kfailed"  # a trusted proxy passes an X-Forwarded-For hop that is no address
+    await emit(None, AuditEvent("failed", forged, client, 0.0, {"reason": "wrong\u2028code", "call_sid": "C\\nA"}))
+    [record] = [r for r in caplog.records if r.name == "voice2fa.audit"]
+    line = logging.Formatter("%(message)s").format(record)
+    assert line.isprintable(), line  # one line: no newline, carriage return, escape or separator
+    assert "user=bob\\nverified user=alice" in line and "client=10.0.0.1\\r\\n\\x1b[2Kfailed" in line
+    assert "reason=wrong\\u2028code" in line and "call_sid=C\\\\nA" in line  # a typed "\n" stays apart
+    # The structured fields stay exactly as they were, for JSON formatters.
+    assert record.voice2fa_user_id == forged and record.voice2fa_client == client  # type: ignore[attr-defined]
