@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._core.audit import AuditHook
 from ._core.rules import Identify, PathRules, ProtectedPath, route_path
+from ._core.urls import safe_root
 from ._endpoints.router import OwnEndpoints
 from ._errors import ConfigurationError, Voice2FAError
 from ._flow.challenge import Challenger, phoneless_mode
@@ -191,7 +192,7 @@ class Voice2FAMiddleware:
         """
         sign_out = self.ctx.cookies.sign_out_headers(scope)
         from_verify_page = b"voice2fa=signout" in scope.get("query_string", b"")
-        home = (scope.get("root_path", "") + "/").encode()
+        home = (safe_root(scope.get("root_path", "")) + "/").encode()  # a same-site path (S30)
 
         async def send_signing_out(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] < 400:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from starlette.config import Config
 
-from ._core.urls import is_loopback_host, safe_next
+from ._core.urls import is_loopback_host, safe_next, safe_root
 from ._errors import ConfigurationError
 
 logger = logging.getLogger("voice2fa")
@@ -331,7 +331,9 @@ class Voice2FASettings:
         if self.protected_no_store not in ("html", "always", "never"):
             problems.append("protected_no_store must be 'html', 'always' or 'never'")
         if self.cookie_path is not None and (
-            not self.cookie_path.startswith("/") or safe_next(self.cookie_path) is None
+            not self.cookie_path.startswith("/")
+            or safe_next(self.cookie_path) is None
+            or safe_root(self.cookie_path) != self.cookie_path.rstrip("/")
         ):
             problems.append("cookie_path must be a path such as /app")
         if not self.cookie_name_prefix or not all(c.isalnum() or c in "_-." for c in self.cookie_name_prefix):

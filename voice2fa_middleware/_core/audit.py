@@ -25,6 +25,23 @@ EventKind = Literal[
 
 logger = logging.getLogger("voice2fa.audit")
 
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def log_safe(value: object) -> str:
+    """``value`` as text fit for one line of a text log (S32): control characters and other
+    unprintable ones (newlines, ANSI escapes, U+2028) escaped as ``\\n``, ``\\x1b``, ``\\u2028``,
+    and backslashes doubled so an escape cannot be faked. A user id ``"bob\\nverified user=alice"``
+    would otherwise write a second, forged line. Printable text (the common case) is as is."""
+    text = str(value)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(c if c.isprintable() and c != "\\" else _ESCAPES.get(c) or _escape(ord(c)) for c in text)
+
 
 @dataclass(frozen=True)
 class AuditEvent:
@@ -58,15 +75,17 @@ def log_fields(event: AuditEvent) -> dict[str, object]:
 async def emit(hook: AuditHook | None, event: AuditEvent) -> None:
     """Log the event on ``voice2fa.audit`` and hand it to the app's hook, if any.
 
+    The text line escapes what users choose (``log_safe``: user id, client, details); the
+    ``voice2fa_*`` fields keep the values as they are, for JSON formatters.
     A failing hook is logged and ignored: auditing must not break sign-in.
     """
     if logger.isEnabledFor(logging.INFO):  # the record's text and fields cost, even unlogged
         logger.info(
             "%s user=%s client=%s %s",
             event.kind,
-            event.user_id,
-            event.client,
-            " ".join(f"{k}={v}" for k, v in event.detail.items()),
+            log_safe(event.user_id),
+            log_safe(event.client),
+            " ".join(f"{log_safe(k)}={log_safe(v)}" for k, v in event.detail.items()),
             extra=log_fields(event),
         )
     if hook is None:

@@ -1,9 +1,18 @@
-"""Redirect targets that stay on this site."""
+"""Redirect targets, links and cookie paths that stay on this site."""
 
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
+import re
+from urllib.parse import quote, urlsplit
+
+# A root path that is already plain: "" or "/seg/seg" of unreserved characters, no "//".
+_PLAIN_ROOT = re.compile(r"(?:/[A-Za-z0-9_\-.~]+)*")
+# RFC 3986 pchar without ";" and "," (cookie attribute separators) and "%" (quoted below
+# unless it starts an escape), plus "/": kept as they are by ``safe_root``.
+_ROOT_SAFE = "/!$&'()*+=:@~%"
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_safe_roots: dict[str, str] = {}
 
 
 def safe_next(value: object) -> str | None:
@@ -33,3 +42,26 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def safe_root(root: str) -> str:
+    """``root`` (an ASGI ``root_path``, a ``cookie_path``) as a plain path on this site.
+
+    The root path comes from the request when the app is mounted under a path parameter
+    (``Mount("/{tenant}", app)``), so it must not reach a ``Set-Cookie`` header or a link
+    as it is: ``/x;Domain=example.com`` would add cookie attributes, ``/\\evil.example``
+    and ``//evil.example`` are links to another site. Every character outside RFC 3986's
+    pchar (and ``;``, ``,``) is percent-quoted, leading slashes become one and trailing
+    ones go: the result is ``""`` or ``/seg...``, never ``//``. Plain roots (the common
+    case, on every request) cost one regex match; others are cached, bounded.
+    """
+    if _PLAIN_ROOT.fullmatch(root):
+        return root
+    safe = _safe_roots.get(root)
+    if safe is None:
+        quoted = _LONE_PERCENT.sub("%25", quote(root, safe=_ROOT_SAFE)).strip("/")
+        safe = "/" + quoted if quoted else ""
+        if len(_safe_roots) >= 1024:
+            _safe_roots.clear()  # bounded: any path may come in; a miss costs little
+        _safe_roots[root] = safe
+    return safe

@@ -61,13 +61,15 @@ class WebhookEndpoints:
         return None
 
     async def laml(self, request: Request) -> Response:
-        with self.ctx.telemetry.span("voice2fa.webhook.laml", request.headers, "server"):
-            return await self._laml_webhook(request)
-
-    async def _laml_webhook(self, request: Request) -> Response:
+        # The signature first, then the span (S31): a span joins the trace its request's
+        # traceparent names, and only the provider may choose that; a refused request gets none.
         form = await self._signed_form(request)
         if isinstance(form, Response):
             return form
+        with self.ctx.telemetry.span("voice2fa.webhook.laml", request.headers, "server"):
+            return await self._laml_webhook(request, form)
+
+    async def _laml_webhook(self, request: Request, form: dict[str, str]) -> Response:
         token = request.path_params["token"]
         action = request.path_params.get("action", "")
         call = self._call_of(token)
@@ -99,14 +101,14 @@ class WebhookEndpoints:
         return _laml_response(ctx.laml.code(code=ch.code, action=f"{base}/laml/{token}/repeat", language=ch.language))
 
     async def status(self, request: Request) -> Response:
-        with self.ctx.telemetry.span("voice2fa.webhook.status", request.headers, "server"):
-            return await self._status_webhook(request)
-
-    async def _status_webhook(self, request: Request) -> Response:
-        ctx = self.ctx
-        form = await self._signed_form(request)
+        form = await self._signed_form(request)  # before the span, as in laml (S31)
         if isinstance(form, Response):
             return form
+        with self.ctx.telemetry.span("voice2fa.webhook.status", request.headers, "server"):
+            return await self._status_webhook(request, form)
+
+    async def _status_webhook(self, request: Request, form: dict[str, str]) -> Response:
+        ctx = self.ctx
         call = self._call_of(request.path_params["token"])
         if call is None:
             return text_response(404, "Not Found")

@@ -28,7 +28,7 @@ from .._core.crypto import Keyring
 from .._core.deadline import within
 from .._core.rules import Identify, Identity, as_identity, is_async_callable
 from .._core.telemetry import Telemetry
-from .._core.urls import safe_next
+from .._core.urls import safe_next, safe_root
 from .._errors import ConfigurationError, StoreError
 from .._i18n.catalogs import Translations
 from .._settings import Voice2FASettings
@@ -263,13 +263,13 @@ class Runtime:
 
     def mounted(self, conn: HTTPConnection) -> str:
         """Where our endpoints are, as the browser and the provider see them: the app's root
-        path (a ``Mount``'s prefix, uvicorn ``--root-path``) and our prefix (S25)."""
-        root: str = conn.scope.get("root_path", "")
-        return root + self.prefix
+        path (a ``Mount``'s prefix, uvicorn ``--root-path``) and our prefix (S25). The root
+        path is made plain (``safe_root``, S30): under a path parameter the URL chooses it."""
+        return safe_root(conn.scope.get("root_path", "")) + self.prefix
 
     def app_url(self, conn: HTTPConnection, path: str) -> str:
         """A path of the app (such as ``logout_url``), as the browser sees it."""
-        root: str = conn.scope.get("root_path", "")
+        root = safe_root(conn.scope.get("root_path", ""))
         return root + path if root and path.startswith("/") else path
 
     def verify_url(self, conn: HTTPConnection, next_url: str) -> str:

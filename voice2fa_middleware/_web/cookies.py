@@ -18,6 +18,7 @@ from starlette.types import Message, Scope, Send
 
 from .._core.crypto import Keyring
 from .._core.rules import Identity
+from .._core.urls import safe_root
 from .._settings import Voice2FASettings
 
 CookieKind = Literal["pending", "verified", "remember"]
@@ -83,8 +84,10 @@ def forget_verification(response: Response, *, path: str = "/", name_prefix: str
     this device". The middleware does this by itself on responses to ``logout_url``; use this
     for a sign-out route it cannot see (another app, a library's own logout route). ``path``
     and ``name_prefix`` are the middleware's ``cookie_path`` (default: the app's root path)
-    and ``cookie_name_prefix``.
+    and ``cookie_name_prefix``. ``path`` is made a plain path first (``safe_root``), as the
+    middleware does with every cookie path: a root path from the URL must not add attributes.
     """
+    path = safe_root(path) or "/"
     for kind in SIGN_OUT_KINDS:
         for name, secure in _spellings(name_prefix + kind, path):
             response.delete_cookie(name, path=path, secure=secure, httponly=True, samesite="lax")
@@ -129,7 +132,7 @@ class Cookies:
         }
         self.name_prefix = p
         # None: the app's root path (a Mount's prefix, uvicorn --root-path), else "/".
-        self.path = s.cookie_path
+        self.path = (safe_root(s.cookie_path) or "/") if s.cookie_path is not None else None
         public_https = (s.public_url or "").startswith("https:")
         # None: secure cookies follow the request's scheme.
         self.always_secure: bool | None = (
@@ -149,7 +152,12 @@ class Cookies:
         return scope.get("scheme") in SECURE_SCHEMES
 
     def path_of(self, scope: Scope) -> str:
-        return self.path or scope.get("root_path") or "/"
+        """The cookies' path: ``cookie_path``, else the app's root path made plain (``safe_root``:
+        under ``Mount("/{tenant}", ...)`` the root path is whatever the URL says)."""
+        if self.path is not None:
+            return self.path
+        root = scope.get("root_path")
+        return (safe_root(root) or "/") if root else "/"
 
     def name(self, conn: HTTPConnection, kind: CookieKind) -> str:
         return self.names[(self.secure(conn.scope), self.path_of(conn.scope) == "/")][kind]
@@ -169,7 +177,11 @@ class Cookies:
         secure = self.always_secure
         if secure is None:
             secure = scope.get("scheme") in SECURE_SCHEMES
-        at_root = self.path == "/" if self.path is not None else not scope.get("root_path")
+        if self.path is not None:
+            at_root = self.path == "/"
+        else:  # as path_of decides, without building the path for the common case
+            root = scope.get("root_path")
+            at_root = not root or not safe_root(root)
         now = self.clock()
         for proof in self.proofs:
             token = cookies.get(proof.names[(secure, at_root)])

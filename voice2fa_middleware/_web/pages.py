@@ -13,6 +13,7 @@ import jinja2
 from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from .._core.urls import safe_root
 from .._i18n.catalogs import DEFAULT_TRANSLATIONS, Translations
 
 # Pages that carry challenge state are never cached (S15) nor framed, and run only our
@@ -65,7 +66,9 @@ class Pages:
             return self.translations.translate(language, key, **values)
 
         request = context.get("request")
-        root: str = request.scope.get("root_path", "") if isinstance(request, HTTPConnection) else ""
+        # Made plain (S30): under a path parameter the URL chooses the root path, and
+        # "/\\evil.example" + "/" is a link to another site.
+        root = safe_root(request.scope.get("root_path", "")) if isinstance(request, HTTPConnection) else ""
         body = self.env.get_template(template).render(
             t=t,
             lang=language,
