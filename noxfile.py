@@ -1,5 +1,5 @@
 """Sessions: tests (each installed Python 3.10-3.13), tests_lowest, tests_newest, tests_fastapi_users, package,
-lint, typing; also demo, bench."""
+lint, typing; also demo, bench, load, soak."""
 
 from __future__ import annotations
 
@@ -127,3 +127,20 @@ def bench(session: nox.Session) -> None:
     """Overhead next to a bare app, measured with wrk over loopback (needs wrk and redis-server)."""
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def load(session: nox.Session) -> None:
+    """The whole flow for N users at once (LOAD_USERS, default 300) on 2 uvicorn workers and
+    RedisStore, against the SignalWire double; then again with Redis killed and restarted,
+    and with Create Call failing for 10 s. Needs redis-server. Not part of the test suite."""
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/load.py", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """New users doing the flow at a fixed rate (SOAK_RATE/s, default 3) for SOAK_SECONDS
+    (default 300): worker RSS, Redis used_memory and DBSIZE at start, middle and end."""
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/load.py", "--soak", *session.posargs)
