@@ -186,6 +186,7 @@ class Workers:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(self.logdir, ignore_errors=True)
 
 
 # -- what the double heard ------------------------------------------------------------------------
@@ -388,6 +389,7 @@ class Tally:
     outcomes: list[Outcome]
     duplicate_calls: int
     seconds: float
+    webhook_errors: dict[str, int]
 
     def total(self, attr: str) -> int:
         return sum(int(getattr(o, attr)) for o in self.outcomes)
@@ -426,7 +428,16 @@ async def run_users(
     duplicates = 0
     for cid in run.challenges:  # challenge ids are new in every run
         duplicates += max(0, len(index.by_challenge.get(cid, [])) - 1 - run.resends[cid])
-    return Tally(name, users, outcomes, duplicates, seconds)
+    # Webhooks the app did not answer 2xx (the LaML fetch, status callbacks): each call of the run.
+    calls = [c for cid in run.challenges for c in index.by_challenge.get(cid, [])]
+    webhook_errors = collections.Counter(
+        f"{kind} {code}"
+        for c in calls
+        for kind, codes in (("laml", c.laml_status_codes), ("status", c.status_callback_codes))
+        for code in codes
+        if not 200 <= code < 300
+    )
+    return Tally(name, users, outcomes, duplicates, seconds, dict(webhook_errors))
 
 
 def describe(t: Tally) -> str:
@@ -445,7 +456,8 @@ def describe(t: Tally) -> str:
         f"refused_users={len(refused)} refused_then_completed={sum(o.completed for o in refused)} "
         f"budget_waits={sum(o.budget_wait for o in t.outcomes)} decoys_refused={t.total('decoy_refused')} "
         f"not_completed={dict(gave_up)}\n"
-        f"    statuses: {dict(statuses.most_common())}"
+        f"    statuses: {dict(statuses.most_common())}\n"
+        f"    webhooks not answered 2xx: {t.webhook_errors}"
     )
 
 
@@ -454,7 +466,7 @@ def log_kinds(text: str) -> dict[str, int]:
     for line in text.splitlines():
         if line.startswith(" ") or not line.strip():
             continue
-        kinds[line.split(":", 2)[-1].strip()[:90] if line.startswith("voice2fa") else line[:90]] += 1
+        kinds[line.removeprefix("voice2fa: ")[:90]] += 1
     return dict(kinds.most_common(15))
 
 
