@@ -166,3 +166,20 @@ def docs(session: nox.Session) -> None:
     session.install("-e", ".[test]", "mkdocs-material>=9.5", "mkdocstrings-python>=1.10")
     session.run("mkdocs", "build", "--strict")
     session.run("pytest", "tests/test_docs.py", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def load(session: nox.Session) -> None:
+    """The whole flow for N users at once (LOAD_USERS, default 300) on 2 uvicorn workers and
+    RedisStore, against the SignalWire double; then again with Redis killed and restarted,
+    and with Create Call failing for 10 s. Needs redis-server. Not part of the test suite."""
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/load.py", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """New users doing the flow at a fixed rate (SOAK_RATE/s, default 3) for SOAK_SECONDS
+    (default 300): worker RSS, Redis used_memory and DBSIZE at start, middle and end."""
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/load.py", "--soak", *session.posargs)
