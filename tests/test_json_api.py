@@ -17,7 +17,8 @@ def _ask(h: Harness, c: httpx.Client) -> dict[str, Any]:
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == 'Voice2FA realm="voice2fa"'
     body = r.json()
-    assert set(body) == {"error", "verify_url", "status_url", "resend_url", "cancel_url", "csrf_token"}
+    urls = {"verify_url", "status_url", "resend_url", "cancel_url"}
+    assert set(body) == {"error", *urls, "csrf_token", "challenge_token"}
     assert body["error"] == "voice2fa_required"
     assert body["verify_url"].startswith("/voice2fa/verify?next=")
     assert (body["status_url"], body["resend_url"], body["cancel_url"]) == (

@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
 from ._core.rules import Identity, as_identity
 from ._core.urls import safe_next
@@ -89,7 +89,7 @@ class Voice2FAHandle:
         identity = await self.identity()
         if identity is None or self.lets_through(identity, fresh_within):
             return None
-        return await self.challenge(identity)
+        return await self.challenge(identity, fresh_within)
 
     def mark_no_store(self, response: object) -> None:
         """Add ``Cache-Control: no-store`` to a protected response, as the settings ask: the
@@ -108,6 +108,13 @@ class Voice2FAHandle:
         """A redirect (303) to the phone page for the signed-in user, back to ``next`` after."""
         return RedirectResponse(self.enrolment_url(next), status_code=303, headers={"cache-control": "no-store"})
 
-    async def challenge(self, identity: Identity) -> Response:
-        """The response that asks ``identity`` for the factor (a call, or the live challenge)."""
-        return await self._challenger.challenge(Request(self._scope), identity)
+    async def challenge(
+        self, identity: Identity, fresh_within: int | None = None, *, receive: Receive | None = None
+    ) -> Response:
+        """The response that asks ``identity`` for the factor (a call, or the live challenge).
+        ``receive``: the request's body has not been read, so a posted form can be kept for
+        after the verification (the middleware's path rules pass it)."""
+        request = Request(self._scope, receive) if receive is not None else Request(self._scope)
+        return await self._challenger.challenge(
+            request, identity, fresh_within=fresh_within, body_unread=receive is not None
+        )

@@ -24,7 +24,7 @@ from ._endpoints.router import OwnEndpoints
 from ._errors import ConfigurationError, Voice2FAError
 from ._flow.challenge import Challenger, phoneless_mode
 from ._flow.enrolment import Enrolment, PhoneConfirmed
-from ._flow.runtime import Runtime
+from ._flow.runtime import ClassifyRequest, Runtime
 from ._handle import Voice2FAHandle
 from ._i18n.catalogs import Translations
 from ._protection import VerificationRequired
@@ -32,6 +32,7 @@ from ._settings import Voice2FASettings
 from ._stores.base import Store
 from ._telephony.callers import Caller, PlacesCalls
 from ._web.cookies import no_store, wants_no_store
+from ._web.pages import SignoutFields
 
 logger = logging.getLogger("voice2fa")
 
@@ -51,6 +52,12 @@ class Voice2FAMiddleware:
     ``Translations``), merged over ours: more languages, or other words for any message.
     ``on_phone_confirmed(user_id, e164)`` (sync or async) saves a number the user confirmed
     with a call on the phone page (``{prefix}/phone``), which exists only when it is given.
+    ``classify_request(request)`` overrides how a request is told apart: ``"page"`` (a
+    browser navigating: the verify page), ``"api"`` (an API client: a call and a 401 with
+    JSON) or ``"background"`` (a page's script: a 401 with JSON, no call); ``None`` leaves
+    it to the default rules (``Sec-Fetch-Mode``, ``X-Requested-With``, ``Accept``,
+    ``Authorization``). ``signout_fields(request)`` gives hidden fields for the Sign out form
+    on our pages, such as the app's own CSRF token.
     """
 
     def __init__(
@@ -70,6 +77,8 @@ class Voice2FAMiddleware:
         tracer_provider: Any = None,
         translations: Translations | str | Path | Sequence[str | Path] = (),
         on_phone_confirmed: PhoneConfirmed | None = None,
+        classify_request: ClassifyRequest | None = None,
+        signout_fields: SignoutFields | None = None,
     ) -> None:
         self.app = app
         try:
@@ -85,6 +94,8 @@ class Voice2FAMiddleware:
                 caller=caller,
                 on_event=on_event,
                 select_language=select_language,
+                classify_request=classify_request,
+                signout_fields=signout_fields,
                 template_dirs=template_dirs,
                 clock=clock,
                 meter_provider=meter_provider,
@@ -133,7 +144,8 @@ class Voice2FAMiddleware:
             if whose == _OWN:
                 await self._own(scope, receive, send)
             else:
-                await self.app(scope, receive, self._signing_out(scope, send) if scope["method"] == "POST" else send)
+                signing_out = scope["method"] == self.settings.logout_method
+                await self.app(scope, receive, self._signing_out(scope, send) if signing_out else send)
             return
         handle = Voice2FAHandle(self._challenger, scope)
         scope["voice2fa"] = handle
@@ -156,7 +168,7 @@ class Voice2FAMiddleware:
                         return
                     if not handle.lets_through(identity, rule.fresh_within):
                         assert identity is not None
-                        denied = await handle.challenge(identity)
+                        denied = await handle.challenge(identity, rule.fresh_within, receive=receive)
                         await denied(scope, receive, send)
                         return
                     # Pages a browser navigated to (Accept: text/html) are not kept for its

@@ -103,7 +103,11 @@ class Voice2FASettings:
     decorator), so a shared computer's back button cannot show them after sign-out: on HTML
     responses (default), on every response, or never. An app's own Cache-Control is kept."""
     logout_url: str | None = None
-    """Shown on the verify page as "Sign out" (a POST form), when set."""
+    """The app's sign-out, shown on our pages as "Sign out" when set; a successful response to
+    it ends the verification on that browser (S22)."""
+    logout_method: Literal["POST", "GET"] = "POST"
+    """How the app's sign-out is reached: ``"POST"`` (a form on our pages) or ``"GET"`` (a
+    link, for apps whose logout is a GET route, such as sqladmin's)."""
     help_url: str | None = None
     """A help or contact page, linked from every page when set: a path here or an https URL."""
     trusted_proxies: Sequence[str] = ()
@@ -320,6 +324,8 @@ class Voice2FASettings:
                     "VOICE2FA_PUBLIC_URL is required with SignalWire: the URL (or tunnel) "
                     "SignalWire fetches the call script from"
                 )
+        if self.logout_method not in ("POST", "GET"):
+            problems.append("logout_method must be 'POST' or 'GET'")
         if self.logout_url is not None and safe_next(self.logout_url) is None:
             problems.append("logout_url must be a path on this site, such as /logout")
         if self.help_url is not None and not (

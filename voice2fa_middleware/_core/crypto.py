@@ -96,6 +96,7 @@ class Keyring:
         # itsdangerous signs with the last key and verifies with all of them.
         self._oldest_first = list(reversed(self._secrets))
         self.pending = self.serializer("voice2fa.pending")
+        self.resubmit = self.serializer("voice2fa.resubmit")
         self.call = self.serializer("voice2fa.call")
 
     def serializer(self, salt: str) -> URLSafeTimedSerializer:
@@ -137,8 +138,13 @@ class Keyring:
     # sent, as part of the key the signature is made with.
 
     def _proof_signer(self, kind: str, bound_to: Sequence[str | None]) -> TimestampSigner:
+        fields = list(bound_to)
+        if len(fields) == 4 and not fields[3]:
+            # An Identity without a session binds as the three fields of earlier releases did:
+            # their proofs still work.
+            del fields[3]
         # JSON keeps the fields apart (no separator a user id could contain) and is ASCII.
-        salt = f"voice2fa.{kind}\x00{json.dumps(list(bound_to))}"
+        salt = f"voice2fa.{kind}\x00{json.dumps(fields)}"
         return TimestampSigner(self._oldest_first, salt=salt, key_derivation="hmac")
 
     def sign_proof(self, kind: str, bound_to: Sequence[str | None]) -> str:

@@ -31,9 +31,16 @@ class Identity(NamedTuple):
     user_id: str
     phone: str | None
     version: str = ""
+    session: str = ""
+    """The app's sign-in session this request belongs to (a hash of its session token, or
+    the time it was issued): when given, proofs are bound to it, so a new sign-in needs a new
+    call even on the same browser, without configuring ``logout_url``. Never the token
+    itself: any string that changes with each sign-in and that nobody can guess from it."""
 
 
-IdentifyResult = Identity | tuple[str, str | None] | tuple[str, str | None, str] | None
+IdentifyResult = (
+    Identity | tuple[str, str | None] | tuple[str, str | None, str] | tuple[str, str | None, str, str] | None
+)
 Identify = Callable[[HTTPConnection], IdentifyResult | Awaitable[IdentifyResult]]
 
 
@@ -132,10 +139,10 @@ def as_identity(result: object) -> Identity | None:
         if type(user_id) is str and type(phone) is str and phone:
             # Identity(user_id, phone) without the NamedTuple's Python-level __new__: this
             # runs on every protected request.
-            return _new_tuple(Identity, (user_id, phone, ""))
+            return _new_tuple(Identity, (user_id, phone, "", ""))
     if result is None:
         return None
-    if isinstance(result, tuple) and len(result) in (2, 3):
+    if isinstance(result, tuple) and len(result) in (2, 3, 4):
         if type(result) is Identity and all(type(x) is str for x in result) and result[1]:
             return result
         # Strings only: the proof cache is keyed by the Identity, so two identities must be
@@ -144,8 +151,9 @@ def as_identity(result: object) -> Identity | None:
         fields = tuple(None if n == 1 and (x is None or x == "") else str(x) for n, x in enumerate(result))
         if fields[0] is None or result[0] is None:
             raise TypeError("identify returned no user id: return None when nobody is signed in")
-        return _new_tuple(Identity, fields if len(fields) == 3 else (*fields, ""))
+        return _new_tuple(Identity, (*fields, *("",) * (4 - len(fields))))
     raise TypeError("identify must return (user_id, phone), Identity or None")
+
 
 
 def is_async_callable(obj: object) -> bool:

@@ -44,6 +44,8 @@ class OwnEndpoints:
             Route(f"{p}/verify/status", verify.status, methods=["GET"]),
             Route(f"{p}/resend", verify.resend, methods=["POST"]),
             Route(f"{p}/cancel", verify.cancel, methods=["POST"]),
+            Route(f"{p}/start", verify.start, methods=["GET"]),
+            Route(f"{p}/resubmit", verify.resubmit, methods=["GET"]),
             Route(f"{p}/laml/{{token}}", hooks.laml, methods=["POST"]),
             Route(f"{p}/laml/{{token}}/{{action}}", hooks.laml, methods=["POST"]),
             Route(f"{p}/status/{{token}}", hooks.status, methods=["POST"]),

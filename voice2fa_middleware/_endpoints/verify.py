@@ -49,7 +49,8 @@ class VerifyEndpoints:
             raise Refused(403, "csrf")
         form = await read_form(request, self.settings.max_body_size, self.settings.body_timeout)
         pending = ctx.pending(request)
-        check_csrf(request, form, pending.csrf_token if pending else None)
+        if pending is None or not ctx.pending_in_header(request):
+            check_csrf(request, form, pending.csrf_token if pending else None)
         assert pending is not None
         identity = await ctx.identify_conn(request)
         if identity is None or not ctx.keys.tag_matches("user", identity.user_id, pending.user_tag):
@@ -70,9 +71,10 @@ class VerifyEndpoints:
         ch = await ctx.run(ctx.store.get(pending.challenge_id))
         if identity is None or ch is None or not ctx.keys.tag_matches("user", identity.user_id, ch.user_tag):
             return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
-        notice = (
-            self.ctx.translations.translate(language, "page.sent") if request.query_params.get("sent") == "1" else None
-        )
+        notice = None
+        for flag, key in (("sent", "page.sent"), ("kept", "page.kept"), ("unsaved", "page.unsaved")):
+            if request.query_params.get(flag) == "1":
+                notice = self.ctx.translations.translate(language, key)
         return self._render(request, pending, ch, next_url, language, status=200, notice=notice)
 
     def _render(
@@ -182,11 +184,19 @@ class VerifyEndpoints:
         ctx.telemetry.record("voice2fa.verify.duration", max(ctx.now() - ch.created_at, 0.0))
         await ctx.audit("verified", request, identity.user_id, challenge=ch.id)
         response: Response
+        remember = form.get("remember") in ("1", "on", "true")
         if ctx.wants_json(request):
             response = json_response(200, {"verified": True, "next": next_url})
-        else:
-            response = RedirectResponse(next_url, status_code=303, headers={"cache-control": "no-store"})
-        ctx.cookies.grant(response, request, identity, remember=form.get("remember") in ("1", "on", "true"))
+            proof = ctx.cookies.grant(response, request, identity, remember=remember)
+            if ctx.pending_in_header(request):  # a client without cookies sends this instead
+                response = json_response(
+                    200, {"verified": True, "next": next_url, "proof_token": proof, "proof_header": "X-Voice2FA-Proof"}
+                )
+            return response
+        kept = ctx.resubmission(request, identity)
+        target = f"{ctx.mounted(request)}/resubmit" if kept is not None else next_url
+        response = RedirectResponse(target, status_code=303, headers={"cache-control": "no-store"})
+        ctx.cookies.grant(response, request, identity, remember=remember)
         return response
 
     async def _after_consume(self, identity: Identity, ch: Challenge) -> None:
@@ -231,6 +241,48 @@ class VerifyEndpoints:
             text=message,
             link=next_url,
         )
+
+    # -- a visit that starts the call, a form offered again --------------------------------------
+
+    async def start(self, request: Request) -> Response:
+        """``GET {prefix}/start?next=...``: where a background request's 401 sends the user.
+        On this visit (the user's own), a signed-in user without a fresh enough proof is
+        called and sent to the verify page; anyone else goes on to ``next``."""
+        ctx = self.ctx
+        next_url = safe_next(request.query_params.get("next")) or "/"
+        fresh = request.query_params.get("fresh", "")
+        fresh_within = int(fresh) if fresh.isascii() and fresh.isdigit() and len(fresh) <= 9 else None
+        identity = await ctx.identify_conn(request)
+        if identity is not None:
+            at = ctx.cookies.verified_at(request.cookies, request.scope, identity)
+            if at is None or (fresh_within is not None and ctx.now() - at > fresh_within):
+                return await self.challenger.challenge(request, identity, next_url=next_url)
+        return RedirectResponse(next_url, status_code=303, headers={"cache-control": "no-store"})
+
+    async def resubmit(self, request: Request) -> Response:
+        """``GET {prefix}/resubmit``: the form the user posted while unverified, offered again
+        (one click posts it as it was); shown once: the kept copy is deleted here."""
+        ctx = self.ctx
+        identity = await ctx.identify_conn(request)
+        kept = ctx.resubmission(request, identity) if identity is not None else None
+        at = ctx.cookies.verified_at(request.cookies, request.scope, identity) if identity is not None else None
+        verified = at is not None
+        if kept is None or not verified:
+            response: Response = RedirectResponse(ctx.app_url(request, "/"), status_code=303)
+        else:
+            response = ctx.pages.html(
+                "voice2fa/resubmit.html",
+                request=request,
+                status=200,
+                language=ctx.language(request),
+                prefix=ctx.mounted(request),
+                action=kept.action,
+                fields=kept.fields,
+                back=kept.back,
+            )
+        response.headers["cache-control"] = "no-store"
+        ctx.cookies.delete(response, request, "resubmit")
+        return response
 
     # -- status, call again, cancel --------------------------------------------------------------
 

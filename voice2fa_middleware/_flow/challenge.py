@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import anyio
 from starlette.requests import HTTPConnection, Request
@@ -37,13 +38,15 @@ from starlette.responses import RedirectResponse, Response
 
 from .._core.crypto import generate_code, new_id
 from .._core.rules import Identity
+from .._core.urls import safe_next
 from .._errors import CallError, ProviderUnavailableError, StoreError
 from .._settings import Voice2FASettings
 from .._stores.base import Bucket, Challenge, challenge_id
 from .._telephony.numbers import check_phone, region_of
+from .._web.forms import ClientGone, Refused, read_body
 from .._web.pages import json_response
 from .budgets import SHARED, Budgets, CallBudgets
-from .pending import Pending
+from .pending import MAX_KEPT_COOKIE, MAX_KEPT_FORM, Pending, Resubmission
 from .runtime import Runtime
 
 logger = logging.getLogger("voice2fa")
@@ -59,6 +62,24 @@ def phoneless_mode(settings: Voice2FASettings, *, enrolment_enabled: bool) -> Ph
     """What protected routes do for a signed-in user without a phone: the setting, else
     ``"enrol"`` when the phone page exists and ``"refuse"`` when it does not."""
     return settings.phoneless or ("enrol" if enrolment_enabled else "refuse")
+
+
+# Methods that change nothing: a request of any other kind that must wait for the factor
+# carries changes the user made.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _same_site_referer(request: Request) -> str | None:
+    """The page a request came from (``Referer``), when it is on this site: its path and
+    query, bounded; ``None`` otherwise."""
+    referer = request.headers.get("referer", "")
+    if not referer or len(referer) > 4 * MAX_NEXT:
+        return None
+    parts = urlsplit(referer)
+    if parts.netloc and parts.netloc != request.headers.get("host"):
+        return None
+    page = safe_next(parts.path + ("?" + parts.query if parts.query else ""))
+    return page if page is not None and len(page) <= MAX_NEXT else None
 
 
 def bounded_next(path: str, query: str) -> str:
@@ -125,18 +146,79 @@ class Challenger:
 
     # -- a protected route, for a user without a proof -----------------------------------------
 
-    async def challenge(self, request: Request, identity: Identity) -> Response:
-        """The answer to a signed-in user without a fresh enough proof."""
+    async def challenge(
+        self,
+        request: Request,
+        identity: Identity,
+        next_url: str | None = None,
+        fresh_within: int | None = None,
+        *,
+        body_unread: bool = False,
+    ) -> Response:
+        """The answer to a signed-in user without a fresh enough proof: for a page, the call
+        and the verify page; for an API client, the call and a 401 with what it needs to
+        verify; for a browser's background request, a 401 and no call (S30)."""
         ctx = self.ctx
         language = ctx.language(request)
-        next_url = bounded_next(request.url.path, request.url.query)
+        if next_url is None:
+            next_url = bounded_next(request.url.path, request.url.query)
+        kind = ctx.request_kind(request)
+        if kind == "background":
+            return self._background(request, language, fresh_within)
+        kept: Resubmission | None = None
+        changes = kind == "page" and request.method not in _SAFE_METHODS
+        if changes:
+            # A form posted while the verification had expired: after verifying, the user goes
+            # back to the page the form was on, and the form is offered again when it can be kept.
+            next_url = _same_site_referer(request) or "/"
+            kept = await self._keep_form(request, identity, next_url) if body_unread else None
         if identity.phone is None:
             return self._no_phone(request, next_url, language)
         phone = check_phone(identity.phone, ctx.allowed_regions)
         if not phone.ok or phone.e164 is None:
             await ctx.audit("call_refused", request, identity.user_id, reason=f"phone_{phone.reason}")
             return ctx.error(request, 403, "phone", language=language, link=next_url, reason=phone.reason)
-        return await self.start(request, VERIFY, identity, phone.e164, next_url, language, back=next_url)
+        response = await self.start(request, VERIFY, identity, phone.e164, next_url, language, back=next_url)
+        if changes and response.status_code == 303:
+            # The verify page says whether the changes were kept or not saved (S30).
+            response.headers["location"] += "&kept=1" if kept is not None else "&unsaved=1"
+            if kept is not None:
+                ctx.cookies.set(response, request, "resubmit", kept.dumps(ctx.keys))
+        return response
+
+    async def _keep_form(self, request: Request, identity: Identity, back: str) -> Resubmission | None:
+        """The posted form, kept to be offered again after verifying: a URL-encoded POST whose
+        body fits in a cookie. Anything else (a file upload, a large form) is not kept, and
+        the verify page says the changes were not saved. Only asked where the app has not read
+        the body (the middleware's path rules; not the decorator or the FastAPI dependency)."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method != "POST" or ctype != "application/x-www-form-urlencoded":
+            return None
+        try:
+            body = await read_body(request, MAX_KEPT_FORM, self.settings.body_timeout)
+            fields = tuple(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
+        except (Refused, ClientGone, ValueError, RuntimeError):
+            return None
+        action = safe_next(bounded_next(request.url.path, request.url.query))
+        if action is None:
+            return None
+        kept = Resubmission(self.ctx.keys.tag("user", identity.user_id), action, fields, back)
+        return kept if len(kept.dumps(self.ctx.keys)) <= MAX_KEPT_COOKIE else None
+
+    def _background(self, request: Request, language: str, fresh_within: int | None) -> Response:
+        """A script's request (``fetch``, XHR) that needs the factor: a 401 naming where the
+        page should send the user (``verify_url``: it starts the call there, on a visit the
+        user makes), never a call by itself, never a page the script cannot show."""
+        ctx = self.ctx
+        page = _same_site_referer(request) or "/"
+        text = ctx.translations.translate(language, "error.background")
+        query = {"next": page[:MAX_NEXT], **({"fresh": str(fresh_within)} if fresh_within is not None else {})}
+        body = {
+            "error": "voice2fa_required",
+            "message": text,
+            "verify_url": f"{ctx.mounted(request)}/start?" + urlencode(query),
+        }
+        return json_response(401, body, {"www-authenticate": 'Voice2FA realm="voice2fa"'})
 
     def _no_phone(self, request: Request, next_url: str, language: str) -> Response:
         """A signed-in user without a phone: to the phone page, or a 403 that says so."""
@@ -267,6 +349,9 @@ class Challenger:
                 "resend_url": f"{mounted}/resend",
                 "cancel_url": f"{mounted}/cancel",
                 "csrf_token": pending.csrf_token,
+                # For a client that keeps no cookies: the pending cookie's value, to send in
+                # the X-Voice2FA-Challenge header to the URLs above.
+                "challenge_token": pending.dumps(ctx.keys),
             }
             if policy.enrolment:
                 response = json_response(202, {"status": "calling", **urls})

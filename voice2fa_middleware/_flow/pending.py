@@ -51,3 +51,37 @@ class Pending:
             return None
         c, u, x, n = (str(f) for f in fields)
         return cls(c, u, x, n, bool(payload.get("e")))
+
+
+# A form kept for resubmission travels in a cookie: bounded so that it stays well inside what
+# browsers keep (4 KB, S20) once signed.
+MAX_KEPT_FORM = 2048
+MAX_KEPT_COOKIE = 3500  # characters of the signed value: the name and attributes fit in the rest
+
+
+@dataclass(frozen=True)
+class Resubmission:
+    """A form a user submitted while their verification had expired: kept (in a signed
+    cookie, no longer than a code) and offered again after verifying, never replayed
+    without a click (S30)."""
+
+    user_tag: str
+    action: str
+    """Where the form was posted (a same-site path with its query)."""
+    fields: tuple[tuple[str, str], ...]
+    back: str
+    """The page the form was on (a same-site path), to go back to without submitting."""
+
+    def dumps(self, keys: Keyring) -> str:
+        return str(keys.resubmit.dumps([self.user_tag, self.action, [list(f) for f in self.fields], self.back]))
+
+    @classmethod
+    def loads(cls, keys: Keyring, token: str | None, max_age: int) -> Resubmission | None:
+        data = keys.load(keys.resubmit, token, max_age)
+        if not (isinstance(data, list) and len(data) == 4 and isinstance(data[2], list)):
+            return None
+        user_tag, action, fields, back = data
+        pairs = [f for f in fields if isinstance(f, list) and len(f) == 2 and all(isinstance(x, str) for x in f)]
+        if not all(isinstance(x, str) for x in (user_tag, action, back)) or len(pairs) != len(fields):
+            return None
+        return cls(user_tag, action, tuple((k, v) for k, v in pairs), back)

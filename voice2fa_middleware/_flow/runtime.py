@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -37,9 +37,9 @@ from .._stores.memory import MemoryStore
 from .._telephony.callers import Caller, ConsoleCaller, PlacesCalls, SignalWireCaller, as_caller
 from .._telephony.laml import LamlBuilder
 from .._telephony.numbers import region_of
-from .._web.cookies import SECURE_SCHEMES, Cookies
-from .._web.pages import Pages, json_response
-from .pending import Pending
+from .._web.cookies import CHALLENGE_HEADER, SECURE_SCHEMES, Cookies
+from .._web.pages import Pages, SignoutFields, json_response
+from .pending import Pending, Resubmission
 
 logger = logging.getLogger("voice2fa")
 
@@ -73,6 +73,42 @@ def default_caller(s: Voice2FASettings, on_state_change: Callable[[str], None] |
     return ConsoleCaller(signing_key=s.webhook_key)
 
 
+RequestKind = Literal["page", "api", "background"]
+ClassifyRequest = Callable[[HTTPConnection], "RequestKind | None"]
+
+
+def default_request_kind(conn: HTTPConnection) -> RequestKind:
+    """Tell a page visit from an API client and from a browser's background request, by what
+    browsers and clients send (S30), in this order:
+
+    1. ``Sec-Fetch-Mode: navigate``: a page (a browser navigating, whatever else it sends);
+    2. any other ``Sec-Fetch-Mode`` (``cors``, ``same-origin``, ``no-cors``), or
+       ``X-Requested-With``: a background request of a page's script (``fetch``, XHR);
+    3. ``Accept`` asking for JSON (and not HTML), a JSON body, or an ``Authorization``
+       header other than HTTP Basic (a bearer token): an API client;
+    4. anything else (a browser that sends no fetch metadata, curl): a page.
+
+    Pages get the verify page (a 303); API clients and background requests get a 401 with
+    JSON. A background request never places a call by itself: the page it came from leads
+    the user to verify.
+    """
+    headers = conn.headers
+    mode = headers.get("sec-fetch-mode")
+    if mode == "navigate":
+        return "page"
+    if mode is not None or "x-requested-with" in headers:
+        return "background"
+    accept = headers.get("accept", "")
+    if ("application/json" in accept and "text/html" not in accept) or headers.get("content-type", "").startswith(
+        "application/json"
+    ):
+        return "api"
+    authorization = headers.get("authorization")
+    if authorization and not authorization[:6].lower().startswith("basic"):
+        return "api"
+    return "page"
+
+
 class Runtime:
     """The middleware's shared parts and the questions every handler asks."""
 
@@ -85,6 +121,8 @@ class Runtime:
         caller: PlacesCalls | None,
         on_event: AuditHook | None,
         select_language: SelectLanguage | None,
+        classify_request: ClassifyRequest | None = None,
+        signout_fields: SignoutFields | None = None,
         template_dirs: Sequence[str | Path],
         clock: Callable[[], float] = time.time,
         meter_provider: Any = None,
@@ -102,8 +140,16 @@ class Runtime:
         self.cookies = Cookies(s, self.keys, clock)
         self.on_event = on_event
         self.select_language = select_language
+        self.classify_request = classify_request
         self.prefix = s.prefix
-        self.pages = Pages(template_dirs, tr, help_url=s.help_url, logout_url=s.logout_url)
+        self.pages = Pages(
+            template_dirs,
+            tr,
+            help_url=s.help_url,
+            logout_url=s.logout_url,
+            logout_method=s.logout_method,
+            signout_fields=signout_fields,
+        )
         self.laml = LamlBuilder(voice=s.voice, app_name=s.app_name, translations=tr)
         self.allowed_regions: frozenset[str] | None = (
             frozenset(r.upper() for r in s.allowed_countries)
@@ -176,11 +222,19 @@ class Runtime:
                 return self.translations.normalize_language(chosen, self.settings.default_language)
         return self.translations.negotiate(conn.headers.get("accept-language"), self.settings.default_language)
 
-    @staticmethod
-    def wants_json(conn: HTTPConnection) -> bool:
-        accept = conn.headers.get("accept", "")
-        ctype = conn.headers.get("content-type", "")
-        return ("application/json" in accept and "text/html" not in accept) or ctype.startswith("application/json")
+    def request_kind(self, conn: HTTPConnection) -> RequestKind:
+        """What kind of request this is (``classify_request``, else ``default_request_kind``):
+        a page a browser navigated to, an API client's request, or a browser's background
+        request (a script's ``fetch`` or XHR)."""
+        if self.classify_request is not None:
+            chosen = self.classify_request(conn)
+            if chosen is not None:
+                return chosen
+        return default_request_kind(conn)
+
+    def wants_json(self, conn: HTTPConnection) -> bool:
+        """Answer in JSON (anything but a page a browser navigated to)."""
+        return self.request_kind(conn) != "page"
 
     def client_address(self, conn: HTTPConnection) -> str:
         """The client's address: the ASGI peer, or ``X-Forwarded-For`` from trusted proxies."""
@@ -281,9 +335,29 @@ class Runtime:
         return f"{self.mounted(conn)}/phone?" + urlencode({"next": next_url})
 
     def pending(self, conn: HTTPConnection) -> Pending | None:
-        """The challenge in progress in this browser (the signed pending cookie), if good."""
+        """The challenge in progress in this browser (the signed pending cookie), or of an API
+        client that keeps no cookies (the same value in the ``X-Voice2FA-Challenge`` header),
+        if good."""
         token = conn.cookies.get(self.cookies.name(conn, "pending"))
+        if token is None:
+            token = conn.headers.get(CHALLENGE_HEADER)
         return Pending.loads(self.keys, token, self.settings.code_ttl)
+
+    def resubmission(self, conn: HTTPConnection, identity: Identity) -> Resubmission | None:
+        """The form this user submitted while unverified, kept to be offered again, if any."""
+        token = conn.cookies.get(self.cookies.name(conn, "resubmit"))
+        if token is None:
+            return None
+        kept = Resubmission.loads(self.keys, token, self.settings.code_ttl)
+        if kept is None or not self.keys.tag_matches("user", identity.user_id, kept.user_tag):
+            return None
+        return kept
+
+    def pending_in_header(self, conn: HTTPConnection) -> bool:
+        """Whether the challenge in progress came in the header, not in a cookie: then it is
+        no ambient credential a cross-site page could make the browser send, and it proves
+        itself what the CSRF token proves for a form (S11)."""
+        return conn.cookies.get(self.cookies.name(conn, "pending")) is None and CHALLENGE_HEADER in conn.headers
 
     def pending_next(self, conn: HTTPConnection) -> str:
         pending = self.pending(conn)

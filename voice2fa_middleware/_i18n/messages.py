@@ -71,6 +71,13 @@ _ALL = (
     message("page.status.failed", "The call could not be completed. Ask for a new call."),
     message("page.status.canceled", "The call was canceled. Ask for a new call."),
     message("page.sent", "We are calling you again. The previous code no longer works."),
+    message("error.background", "This needs a verification call first. Open the page again to start it."),
+    message("page.kept", "Your changes are kept: after you enter the code, you can submit them again."),
+    message("page.unsaved", "Your changes were not saved. After you enter the code, go back and submit them again."),
+    message("resubmit.title", "Submit your changes again?"),
+    message("resubmit.text", "You are verified. Your changes have not been saved yet: submit them again to save them."),
+    message("resubmit.submit", "Submit my changes again"),
+    message("resubmit.discard", "Discard them and go back"),
     # -- errors -----------------------------------------------------------------------------
     message("error.invalid_code", "That code is not right or has expired."),
     plural("error.attempts_left", "{n} attempt left.", "{n} attempts left."),

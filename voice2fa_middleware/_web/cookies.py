@@ -21,11 +21,15 @@ from .._core.rules import Identity
 from .._core.urls import safe_root
 from .._settings import Voice2FASettings
 
-CookieKind = Literal["pending", "verified", "remember"]
+CookieKind = Literal["pending", "verified", "remember", "resubmit"]
 SECURE_SCHEMES = frozenset({"https", "wss"})
+# The headers an API client that keeps no cookies sends instead: the verified proof, and the
+# challenge in progress (instead of the pending cookie).
+PROOF_HEADER = b"x-voice2fa-proof"
+CHALLENGE_HEADER = "x-voice2fa-challenge"
 # What sign-out ends (S22): the verification and a challenge in progress. A remembered
 # device survives sign-out by design; it ends when revoked (``Identity.version``).
-SIGN_OUT_KINDS: tuple[CookieKind, ...] = ("verified", "pending")
+SIGN_OUT_KINDS: tuple[CookieKind, ...] = ("verified", "pending", "resubmit")
 
 
 _CACHE_CONTROL = (b"cache-control", b"no-store")
@@ -120,7 +124,7 @@ class Cookies:
         s = settings
         self.keys = keys
         self.clock = clock
-        kinds = ("pending", "verified", "remember")
+        kinds = ("pending", "verified", "remember", "resubmit")
         p = s.cookie_name_prefix
         # (secure, path is "/") -> kind -> name. __Host- needs path "/"; under a sub-path
         # (several apps on one host) the secure cookies are __Secure- instead.
@@ -143,7 +147,12 @@ class Cookies:
         self.remember_enabled = s.remember_days > 0
         if self.remember_enabled:
             self.proofs.append(_Proof("remember", self.names, s.remember_days * 86400))
-        self._max_ages = {"pending": s.code_ttl, "verified": s.verified_max_age, "remember": s.remember_days * 86400}
+        self._max_ages = {
+            "pending": s.code_ttl,
+            "verified": s.verified_max_age,
+            "remember": s.remember_days * 86400,
+            "resubmit": s.code_ttl,
+        }
 
     def secure(self, scope: Scope) -> bool:
         if self.always_secure is not None:
@@ -201,6 +210,11 @@ class Cookies:
                     proof.cache.clear()  # bounded; a miss only costs one signature check
                 proof.cache[key] = (signed_at, min(now + 60, signed_at + proof.max_age))
                 return signed_at
+        # An API client that keeps no cookies sends the proof it was given in a header.
+        for name, value in scope["headers"]:
+            if name == PROOF_HEADER:
+                token = value.decode("latin-1")
+                return self.keys.proof_time("verified", identity, token, self.proofs[0].max_age)
         return None
 
     def set(self, response: Response, conn: HTTPConnection, kind: CookieKind, value: str) -> None:
@@ -223,9 +237,13 @@ class Cookies:
             samesite="lax",
         )
 
-    def grant(self, response: Response, conn: HTTPConnection, identity: Identity, *, remember: bool) -> None:
-        """Set the proofs of a verification just made, and end the pending challenge (S16)."""
-        self.set(response, conn, "verified", self.keys.sign_proof("verified", identity))
+    def grant(self, response: Response, conn: HTTPConnection, identity: Identity, *, remember: bool) -> str:
+        """Set the proofs of a verification just made, and end the pending challenge (S16).
+        Returns the verified proof (for an API client that keeps no cookies)."""
+        bound = identity
+        verified = self.keys.sign_proof("verified", bound)
+        self.set(response, conn, "verified", verified)
         if remember and self.remember_enabled:
             self.set(response, conn, "remember", self.keys.sign_proof("remember", identity))
         self.delete(response, conn, "pending")
+        return verified

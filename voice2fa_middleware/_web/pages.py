@@ -4,7 +4,8 @@ headers every response of the middleware carries."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from .._core.urls import safe_root
 from .._i18n.catalogs import DEFAULT_TRANSLATIONS, Translations
+
+logger = logging.getLogger("voice2fa")
 
 # Pages that carry challenge state are never cached (S15) nor framed, and run only our
 # own script and style.
@@ -39,10 +42,14 @@ class Pages:
         *,
         help_url: str | None = None,
         logout_url: str | None = None,
+        logout_method: str = "POST",
+        signout_fields: SignoutFields | None = None,
     ) -> None:
         self.translations = translations or DEFAULT_TRANSLATIONS
         self.help_url = help_url
         self.logout_url = logout_url
+        self.logout_method = logout_method
+        self.signout_fields = signout_fields
         loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader([str(d) for d in template_dirs])]
         loaders.append(jinja2.PackageLoader("voice2fa_middleware", "templates"))
         self.env = jinja2.Environment(
@@ -75,12 +82,25 @@ class Pages:
             # On every page: the app's home page, its sign-out and help pages (as the browser sees them).
             v2fa_home=root + "/",
             v2fa_logout=root + self.logout_url if self.logout_url else None,
+            v2fa_logout_method=self.logout_method,
+            v2fa_logout_fields=self._signout_fields(request),
             v2fa_help=root + self.help_url if self.help_url and self.help_url.startswith("/") else self.help_url,
             **context,
         )
         response = HTMLResponse(body, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
         response.headers["content-language"] = language
         return response
+
+    def _signout_fields(self, request: object) -> list[tuple[str, str]]:
+        """The hidden fields the app's own sign-out form needs (its CSRF token), from the
+        ``signout_fields`` hook; a failing hook costs the page nothing but those fields."""
+        if self.signout_fields is None or not self.logout_url or not isinstance(request, HTTPConnection):
+            return []
+        try:
+            return [(str(k), str(v)) for k, v in self.signout_fields(request).items()]
+        except Exception:
+            logger.exception("voice2fa: signout_fields failed; the Sign out form has no extra fields")
+            return []
 
     def message(
         self,
@@ -109,6 +129,12 @@ class Pages:
             wait=wait,
             clock=clock(wait),
         )
+
+
+SignoutFields = Callable[[HTTPConnection], Mapping[str, str]]
+"""``signout_fields(request)``: hidden fields for the Sign out form on our pages, such as the
+app's CSRF token (``{"csrf_token": request.session["csrf"]}``). Sync; it runs while a page
+is rendered."""
 
 
 def clock(seconds: int) -> str:
