@@ -13,7 +13,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from voice2fa_middleware import MemoryStore, Voice2FAMiddleware, Voice2FASettings, forget_verification
+from voice2fa_middleware import Identity, MemoryStore, Voice2FAMiddleware, Voice2FASettings, forget_verification
 from voice2fa_middleware._core.crypto import Keyring
 
 from .conftest import SECRET, RecordingCaller, identify
@@ -179,3 +179,65 @@ async def test_s32_a_user_id_with_a_newline_forges_no_audit_line(caplog: pytest.
     assert "reason=wrong\\u2028code" in line and "call_sid=C\\\\nA" in line  # a typed "\n" stays apart
     # The structured fields stay exactly as they were, for JSON formatters.
     assert record.voice2fa_user_id == forged and record.voice2fa_client == client  # type: ignore[attr-defined]
+
+
+# -- S33 JSON fields are strings, or refused naming the field --------------------------------------
+
+
+def _json_app(caller: RecordingCaller, phone: str | None) -> Starlette:
+    async def who(conn: HTTPConnection) -> Identity:
+        return Identity("nina", phone)
+
+    async def saved(user_id: str, e164: str) -> None:
+        return None
+
+    async def page(request: Request) -> Response:
+        return PlainTextResponse("account")
+
+    app = Starlette(routes=[Route("/account", page)])
+    app.add_middleware(
+        Voice2FAMiddleware,
+        identify=who,
+        protect=["/account"],
+        settings=Voice2FASettings(secret_key=SECRET, from_number="+12025550100"),
+        store=MemoryStore(),
+        caller=caller,
+        on_phone_confirmed=saved,
+    )
+    return app
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("phone", [12025550123, [12025550123], {"number": "+12025550123"}, True])
+async def test_s33_a_phone_that_is_not_a_string_places_no_call(phone: object) -> None:
+    caller = RecordingCaller()
+    app = _json_app(caller, None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        form = await c.get("/voice2fa/phone?next=/account")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token, form.text
+        r = await c.post("/voice2fa/phone", json={"phone": phone, "csrf_token": token.group(1)})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] == "bad_request" and r.json()["field"] == "phone" and r.json()["message"]
+    assert caller.calls == []
+
+
+@pytest.mark.anyio
+async def test_s33_verify_fields_that_are_not_strings_are_refused_by_name() -> None:
+    caller = RecordingCaller()
+    app = _json_app(caller, "+12025550143")
+    headers = {"accept": "application/json"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers) as c:
+        asked = (await c.get("/account")).json()
+        assert len(caller.calls) == 1
+        csrf = asked["csrf_token"]
+        for field, value in (("code", 123456), ("csrf_token", [csrf]), ("next", {"to": "/"}), ("remember", 1)):
+            body: dict[str, object] = {"code": "000000", "csrf_token": csrf, field: value}
+            r = await c.post(asked["verify_url"], json=body)
+            assert r.status_code == 400 and r.json()["field"] == field, (field, r.text)
+        # null is an absent field, and a checkbox may be a JSON boolean: a wrong code, counted once.
+        r = await c.post(
+            asked["verify_url"], json={"code": "000000", "csrf_token": csrf, "next": None, "remember": True}
+        )
+        assert r.status_code == 400 and r.json()["error"] == "invalid_code", r.text
+        assert r.json()["attempts_left"] == 4  # the refused posts compared nothing
