@@ -241,3 +241,43 @@ async def test_s33_verify_fields_that_are_not_strings_are_refused_by_name() -> N
         )
         assert r.status_code == 400 and r.json()["error"] == "invalid_code", r.text
         assert r.json()["attempts_left"] == 4  # the refused posts compared nothing
+
+
+# -- S34 two apps under different prefixes on one host keep their cookies apart ---------------------
+
+
+@pytest.mark.anyio
+async def test_s34_apps_under_different_prefixes_keep_their_cookies_apart() -> None:
+    """Two middlewares on one host, ``/a/voice2fa`` and ``/b/voice2fa``, no root path, their own
+    secrets: a challenge or a verification on one leaves the other's cookies alone."""
+    secrets = {"a": "secret-of-app-a-0123456789", "b": "secret-of-app-b-0123456789"}
+
+    async def page(request: Request) -> Response:
+        return PlainTextResponse("page " + request.url.path)
+
+    app: Any = Starlette(routes=[Route("/a/account", page), Route("/b/account", page)])
+    for name, secret in secrets.items():
+        app = Voice2FAMiddleware(
+            app,
+            identify=identify,
+            protect=[f"/{name}/account"],
+            settings=Voice2FASettings(secret_key=secret, prefix=f"/{name}/voice2fa"),
+            store=MemoryStore(),
+            caller=RecordingCaller(),
+        )
+    alice = ("alice", "+12025550143", "")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        c.cookies.set("test_user", "alice")
+        for name in secrets:
+            r = await c.get(f"/{name}/account")
+            assert r.status_code == 303 and r.headers["location"].startswith(f"/{name}/voice2fa/verify")
+            assert r.headers["set-cookie"].startswith(f"voice2fa_{name}_voice2fa_pending="), r.headers["set-cookie"]
+        # Each app's proof under its own name: both hold at once.
+        for name, secret in secrets.items():
+            c.cookies.set(f"voice2fa_{name}_voice2fa_verified", Keyring([secret]).sign_proof("verified", alice))
+        for name in secrets:
+            assert (await c.get(f"/{name}/account")).status_code == 200
+    # The default prefix keeps the names existing cookies have; an explicit start wins.
+    assert Voice2FASettings(secret_key=SECRET).cookie_names_start == "voice2fa_"
+    explicit = Voice2FASettings(secret_key=SECRET, prefix="/a/voice2fa", cookie_name_prefix="app_a_")
+    assert explicit.cookie_names_start == "app_a_"
