@@ -280,11 +280,11 @@ class Voice2FASettings:
         if not 6 <= self.code_digits <= 10:
             problems.append("code_digits must be between 6 and 10")
         if not 30 <= self.code_ttl <= 600:
-            problems.append("code_ttl must be between 30 and 600 seconds (ASVS 2.7.2)")
+            problems.append("code_ttl must be between 30 and 600 seconds (OWASP ASVS 5.0 6.5.5)")
         if not 1 <= self.max_attempts <= 10:
             problems.append("max_attempts must be between 1 and 10")
         if not 1 <= self.lockout_failures < 100:
-            problems.append("lockout_failures must be between 1 and 99 (NIST 800-63B 5.2.2)")
+            problems.append("lockout_failures must be between 1 and 99 (NIST SP 800-63B-4 3.2.2)")
         if not self.prefix.startswith("/") or self.prefix.endswith("/") or len(self.prefix) < 2:
             problems.append("prefix must start with '/' and not end with '/'")
         if self.max_calls_per_challenge < 1 or self.resend_cooldown < 0:
