@@ -1,4 +1,4 @@
-"""Security round three (S30-S34): what a review of the restructured package found, each
+"""Security round three (S27, S31-S34): what a review of the restructured package found, each
 with the test that would have caught it."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from voice2fa_middleware import MemoryStore, Voice2FAMiddleware, Voice2FASettings, forget_verification
+from voice2fa_middleware import Identity, MemoryStore, Voice2FAMiddleware, Voice2FASettings, forget_verification
 from voice2fa_middleware._core.crypto import Keyring
 
 from .conftest import SECRET, RecordingCaller, identify
 
-# -- S30 the root path never reaches a cookie or a link as it is -----------------------------------
+# -- S27 the root path never reaches a cookie or a link as it is -----------------------------------
 
 # What a Set-Cookie of ours may carry, and what a plain same-site cookie path looks like.
 _ATTRIBUTES = {"httponly", "max-age", "path", "samesite", "secure", "expires"}
@@ -54,7 +54,7 @@ def _tenant_app(**settings: Any) -> Starlette:
 
 
 @pytest.mark.anyio
-async def test_s30_a_root_path_from_the_url_adds_no_cookie_attributes() -> None:
+async def test_s27_a_root_path_from_the_url_adds_no_cookie_attributes() -> None:
     app = _tenant_app(logout_url="/logout")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t", cookies={"test_user": "alice"}) as c:
@@ -68,7 +68,7 @@ async def test_s30_a_root_path_from_the_url_adds_no_cookie_attributes() -> None:
         assert deleted and all(_check_set_cookie(h).startswith("/x%3B") for h in deleted)
 
 
-def test_s30_every_cookie_of_a_verification_has_a_plain_path() -> None:
+def test_s27_every_cookie_of_a_verification_has_a_plain_path() -> None:
     from voice2fa_middleware._web.cookies import Cookies
 
     settings = Voice2FASettings(secret_key=SECRET)
@@ -100,7 +100,7 @@ def test_s30_every_cookie_of_a_verification_has_a_plain_path() -> None:
         ("//evil.example", "//evil.example"),  # a proxy's --root-path, or a server that passes "//" on
     ],
 )
-async def test_s30_links_under_an_odd_root_path_stay_on_this_site(root: str, path: str) -> None:
+async def test_s27_links_under_an_odd_root_path_stay_on_this_site(root: str, path: str) -> None:
     app = _tenant_app(logout_url="/logout")
     target = app if not root else app.routes[0].app  # type: ignore[attr-defined]
     transport = httpx.ASGITransport(app=target, root_path=root)
@@ -179,3 +179,105 @@ async def test_s32_a_user_id_with_a_newline_forges_no_audit_line(caplog: pytest.
     assert "reason=wrong\\u2028code" in line and "call_sid=C\\\\nA" in line  # a typed "\n" stays apart
     # The structured fields stay exactly as they were, for JSON formatters.
     assert record.voice2fa_user_id == forged and record.voice2fa_client == client  # type: ignore[attr-defined]
+
+
+# -- S33 JSON fields are strings, or refused naming the field --------------------------------------
+
+
+def _json_app(caller: RecordingCaller, phone: str | None) -> Starlette:
+    async def who(conn: HTTPConnection) -> Identity:
+        return Identity("nina", phone)
+
+    async def saved(user_id: str, e164: str) -> None:
+        return None
+
+    async def page(request: Request) -> Response:
+        return PlainTextResponse("account")
+
+    app = Starlette(routes=[Route("/account", page)])
+    app.add_middleware(
+        Voice2FAMiddleware,
+        identify=who,
+        protect=["/account"],
+        settings=Voice2FASettings(secret_key=SECRET, from_number="+12025550100"),
+        store=MemoryStore(),
+        caller=caller,
+        on_phone_confirmed=saved,
+    )
+    return app
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("phone", [12025550123, [12025550123], {"number": "+12025550123"}, True])
+async def test_s33_a_phone_that_is_not_a_string_places_no_call(phone: object) -> None:
+    caller = RecordingCaller()
+    app = _json_app(caller, None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        form = await c.get("/voice2fa/phone?next=/account")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token, form.text
+        r = await c.post("/voice2fa/phone", json={"phone": phone, "csrf_token": token.group(1)})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] == "bad_request" and r.json()["field"] == "phone" and r.json()["message"]
+    assert caller.calls == []
+
+
+@pytest.mark.anyio
+async def test_s33_verify_fields_that_are_not_strings_are_refused_by_name() -> None:
+    caller = RecordingCaller()
+    app = _json_app(caller, "+12025550143")
+    headers = {"accept": "application/json"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers) as c:
+        asked = (await c.get("/account")).json()
+        assert len(caller.calls) == 1
+        csrf = asked["csrf_token"]
+        for field, value in (("code", 123456), ("csrf_token", [csrf]), ("next", {"to": "/"}), ("remember", 1)):
+            body: dict[str, object] = {"code": "000000", "csrf_token": csrf, field: value}
+            r = await c.post(asked["verify_url"], json=body)
+            assert r.status_code == 400 and r.json()["field"] == field, (field, r.text)
+        # null is an absent field, and a checkbox may be a JSON boolean: a wrong code, counted once.
+        r = await c.post(
+            asked["verify_url"], json={"code": "000000", "csrf_token": csrf, "next": None, "remember": True}
+        )
+        assert r.status_code == 400 and r.json()["error"] == "invalid_code", r.text
+        assert r.json()["attempts_left"] == 4  # the refused posts compared nothing
+
+
+# -- S34 two apps under different prefixes on one host keep their cookies apart ---------------------
+
+
+@pytest.mark.anyio
+async def test_s34_apps_under_different_prefixes_keep_their_cookies_apart() -> None:
+    """Two middlewares on one host, ``/a/voice2fa`` and ``/b/voice2fa``, no root path, their own
+    secrets: a challenge or a verification on one leaves the other's cookies alone."""
+    secrets = {"a": "secret-of-app-a-0123456789", "b": "secret-of-app-b-0123456789"}
+
+    async def page(request: Request) -> Response:
+        return PlainTextResponse("page " + request.url.path)
+
+    app: Any = Starlette(routes=[Route("/a/account", page), Route("/b/account", page)])
+    for name, secret in secrets.items():
+        app = Voice2FAMiddleware(
+            app,
+            identify=identify,
+            protect=[f"/{name}/account"],
+            settings=Voice2FASettings(secret_key=secret, prefix=f"/{name}/voice2fa"),
+            store=MemoryStore(),
+            caller=RecordingCaller(),
+        )
+    alice = ("alice", "+12025550143", "")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        c.cookies.set("test_user", "alice")
+        for name in secrets:
+            r = await c.get(f"/{name}/account")
+            assert r.status_code == 303 and r.headers["location"].startswith(f"/{name}/voice2fa/verify")
+            assert r.headers["set-cookie"].startswith(f"voice2fa_{name}_voice2fa_pending="), r.headers["set-cookie"]
+        # Each app's proof under its own name: both hold at once.
+        for name, secret in secrets.items():
+            c.cookies.set(f"voice2fa_{name}_voice2fa_verified", Keyring([secret]).sign_proof("verified", alice))
+        for name in secrets:
+            assert (await c.get(f"/{name}/account")).status_code == 200
+    # The default prefix keeps the names existing cookies have; an explicit start wins.
+    assert Voice2FASettings(secret_key=SECRET).cookie_names_start == "voice2fa_"
+    explicit = Voice2FASettings(secret_key=SECRET, prefix="/a/voice2fa", cookie_name_prefix="app_a_")
+    assert explicit.cookie_names_start == "app_a_"

@@ -204,7 +204,7 @@ class Voice2FAMiddleware:
         """
         sign_out = self.ctx.cookies.sign_out_headers(scope)
         from_verify_page = b"voice2fa=signout" in scope.get("query_string", b"")
-        home = (safe_root(scope.get("root_path", "")) + "/").encode()  # a same-site path (S30)
+        home = (safe_root(scope.get("root_path", "")) + "/").encode()  # a same-site path (S27)
 
         async def send_signing_out(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] < 400:

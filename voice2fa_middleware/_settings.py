@@ -22,6 +22,8 @@ from ._errors import ConfigurationError
 
 logger = logging.getLogger("voice2fa")
 
+_DEFAULT_PREFIX = "/voice2fa"
+
 _ENV_NAMES: dict[str, str] = {
     "signalwire_space": "SIGNALWIRE_SPACE",
     "signalwire_project": "SIGNALWIRE_PROJECT",
@@ -86,12 +88,15 @@ class Voice2FASettings:
     redis_url: str | None = None
 
     # Routes and cookies
-    prefix: str = "/voice2fa"
+    prefix: str = _DEFAULT_PREFIX
     cookie_path: str | None = None
     """Path of the middleware's cookies; ``None``: the app's root path (a ``Mount``'s prefix,
     uvicorn ``--root-path``), so apps under ``/a`` and ``/b`` on one host keep apart."""
-    cookie_name_prefix: str = "voice2fa_"
-    """Start of the cookie names (``voice2fa_verified``); after ``__Host-``/``__Secure-``."""
+    cookie_name_prefix: str | None = None
+    """Start of the cookie names (``voice2fa_verified``); after ``__Host-``/``__Secure-``.
+    ``None``: ``voice2fa_`` with the default ``prefix``, else one derived from ``prefix``
+    (``/a/voice2fa``: ``voice2fa_a_voice2fa_``), so two apps on one host under different
+    prefixes keep their cookies apart (``cookie_names_start`` is the one in use)."""
     cookie_secure: bool | None = None
     """``None``: Secure (and the ``__Host-`` prefix) when the request or public URL is https."""
     verified_max_age: int = 12 * 3600
@@ -189,6 +194,19 @@ class Voice2FASettings:
     # -- derived values ------------------------------------------------------------------
 
     @property
+    def cookie_names_start(self) -> str:
+        """The start of the cookie names in use: ``cookie_name_prefix`` when set, else
+        ``voice2fa_`` for the default prefix (the names existing cookies have), else
+        ``voice2fa_`` and the prefix's words joined by ``_`` (S34): without it, apps under
+        ``/a/voice2fa`` and ``/b/voice2fa`` on one host, with no root path, share cookie names
+        and path, and verifying on one overwrites the other's cookies."""
+        if self.cookie_name_prefix is not None:
+            return self.cookie_name_prefix
+        if self.prefix == _DEFAULT_PREFIX:
+            return "voice2fa_"
+        return "voice2fa_" + "_".join(re.findall(r"[A-Za-z0-9]+", self.prefix)) + "_"
+
+    @property
     def uses_signalwire(self) -> bool:
         return bool(self.signalwire_space and self.signalwire_project and self.signalwire_token)
 
@@ -270,11 +288,11 @@ class Voice2FASettings:
         if not 6 <= self.code_digits <= 10:
             problems.append("code_digits must be between 6 and 10")
         if not 30 <= self.code_ttl <= 600:
-            problems.append("code_ttl must be between 30 and 600 seconds (ASVS 2.7.2)")
+            problems.append("code_ttl must be between 30 and 600 seconds (OWASP ASVS 5.0 6.5.5)")
         if not 1 <= self.max_attempts <= 10:
             problems.append("max_attempts must be between 1 and 10")
         if not 1 <= self.lockout_failures < 100:
-            problems.append("lockout_failures must be between 1 and 99 (NIST 800-63B 5.2.2)")
+            problems.append("lockout_failures must be between 1 and 99 (NIST SP 800-63B-4 3.2.2)")
         if not self.prefix.startswith("/") or self.prefix.endswith("/") or len(self.prefix) < 2:
             problems.append("prefix must start with '/' and not end with '/'")
         if self.max_calls_per_challenge < 1 or self.resend_cooldown < 0:
@@ -342,7 +360,8 @@ class Voice2FASettings:
             or safe_root(self.cookie_path) != self.cookie_path.rstrip("/")
         ):
             problems.append("cookie_path must be a path such as /app")
-        if not self.cookie_name_prefix or not all(c.isalnum() or c in "_-." for c in self.cookie_name_prefix):
+        names = self.cookie_name_prefix
+        if names is not None and (not names or not all(c.isascii() and (c.isalnum() or c in "_-.") for c in names)):
             problems.append("cookie_name_prefix must be letters, digits, '_', '-' or '.'")
         if not 0 < self.body_timeout <= 120:
             problems.append("body_timeout must be more than 0 and at most 120 seconds")

@@ -10,6 +10,7 @@ plain response (we sit outside the app's exception handlers).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -71,7 +72,10 @@ class OwnEndpoints:
             await self.router(scope, receive, send)
             return
         except Refused as exc:
-            response = self.ctx.error(req := Request(scope), exc.status, exc.error, link=self.ctx.pending_next(req))
+            named: dict[str, Any] = {"field": exc.field} if exc.field is not None else {}
+            response = self.ctx.error(
+                req := Request(scope), exc.status, exc.error, link=self.ctx.pending_next(req), **named
+            )
         except StoreError as exc:
             logger.error("voice2fa: store unavailable, failing closed: %s", exc)
             response = self.ctx.error(

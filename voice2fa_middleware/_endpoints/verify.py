@@ -21,6 +21,8 @@ from .._web.pages import json_response, script_json
 
 logger = logging.getLogger("voice2fa")
 
+# Fields of a JSON post that may be true or false (a checkbox), not only strings.
+_FLAGS = frozenset({"remember"})
 _CODE_RE = re.compile(r"[0-9]+")
 _SEPARATORS = re.compile(r"[\s\-.]")
 
@@ -47,7 +49,7 @@ class VerifyEndpoints:
         ctx = self.ctx
         if not is_same_site(request, self.settings.public_url):
             raise Refused(403, "csrf")
-        form = await read_form(request, self.settings.max_body_size, self.settings.body_timeout)
+        form = await read_form(request, self.settings.max_body_size, self.settings.body_timeout, flags=_FLAGS)
         pending = ctx.pending(request)
         if pending is None or not ctx.pending_in_header(request):
             check_csrf(request, form, pending.csrf_token if pending else None)

@@ -318,7 +318,7 @@ class Runtime:
     def mounted(self, conn: HTTPConnection) -> str:
         """Where our endpoints are, as the browser and the provider see them: the app's root
         path (a ``Mount``'s prefix, uvicorn ``--root-path``) and our prefix (S25). The root
-        path is made plain (``safe_root``, S30): under a path parameter the URL chooses it."""
+        path is made plain (``safe_root``, S27): under a path parameter the URL chooses it."""
         return safe_root(conn.scope.get("root_path", "")) + self.prefix
 
     def app_url(self, conn: HTTPConnection, path: str) -> str:

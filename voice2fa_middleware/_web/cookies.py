@@ -88,7 +88,8 @@ def forget_verification(response: Response, *, path: str = "/", name_prefix: str
     this device". The middleware does this by itself on responses to ``logout_url``; use this
     for a sign-out route it cannot see (another app, a library's own logout route). ``path``
     and ``name_prefix`` are the middleware's ``cookie_path`` (default: the app's root path)
-    and ``cookie_name_prefix``. ``path`` is made a plain path first (``safe_root``), as the
+    and ``cookie_names_start`` (``cookie_name_prefix``, or the one derived from ``prefix``).
+    ``path`` is made a plain path first (``safe_root``), as the
     middleware does with every cookie path: a root path from the URL must not add attributes.
     """
     path = safe_root(path) or "/"
@@ -125,7 +126,7 @@ class Cookies:
         self.keys = keys
         self.clock = clock
         kinds = ("pending", "verified", "remember", "resubmit")
-        p = s.cookie_name_prefix
+        p = s.cookie_names_start
         # (secure, path is "/") -> kind -> name. __Host- needs path "/"; under a sub-path
         # (several apps on one host) the secure cookies are __Secure- instead.
         self.names = {

@@ -15,12 +15,14 @@ from starlette.requests import ClientDisconnect, Request
 
 
 class Refused(Exception):
-    """A request to one of our endpoints is refused: ``status`` and an error code."""
+    """A request to one of our endpoints is refused: ``status``, an error code and, for a
+    field of the wrong type, the field's name (``field`` in the JSON body)."""
 
-    def __init__(self, status: int, error: str) -> None:
+    def __init__(self, status: int, error: str, field: str | None = None) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
+        self.field = field
 
 
 class ClientGone(Exception):
@@ -50,8 +52,16 @@ async def read_body(request: Request, limit: int, patience: float) -> bytes:
     return bytes(chunks)
 
 
-async def read_form(request: Request, limit: int, patience: float) -> dict[str, str]:
-    """A URL-encoded form or a JSON object, as strings (415 for anything else)."""
+async def read_form(
+    request: Request, limit: int, patience: float, *, flags: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """A URL-encoded form or a JSON object, as strings (415 for anything else).
+
+    A JSON value must be a string (S33): ``{"phone": 12025550123}`` read as its JSON text
+    placed a call, and a list or object would be a string no form can send. Anything else
+    is refused with 400 naming the field, except ``null`` (as if the field were absent) and
+    ``true``/``false`` in ``flags`` (checkboxes such as ``remember``: ``"true"``/``"false"``).
+    """
     body = await read_body(request, limit, patience)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
@@ -60,7 +70,15 @@ async def read_form(request: Request, limit: int, patience: float) -> dict[str, 
             data = json.loads(text) if text else {}
             if not isinstance(data, dict):
                 raise ValueError("a JSON object is expected")
-            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+            form: dict[str, str] = {}
+            for key, value in data.items():
+                if isinstance(value, str):
+                    form[key] = value
+                elif isinstance(value, bool) and key in flags:
+                    form[key] = "true" if value else "false"
+                elif value is not None:
+                    raise Refused(400, "bad_request", field=key[:64])
+            return form
         if ctype in ("application/x-www-form-urlencoded", ""):
             return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=50, strict_parsing=False))
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -73,7 +73,7 @@ class Pages:
             return self.translations.translate(language, key, **values)
 
         request = context.get("request")
-        # Made plain (S30): under a path parameter the URL chooses the root path, and
+        # Made plain (S27): under a path parameter the URL chooses the root path, and
         # "/\\evil.example" + "/" is a link to another site.
         root = safe_root(request.scope.get("root_path", "")) if isinstance(request, HTTPConnection) else ""
         body = self.env.get_template(template).render(
