@@ -27,9 +27,12 @@ PHONES: dict[str, str] = {"demo": DEMO_PHONE}
 settings = Voice2FASettings.from_env(logout_url="/logout", app_name="the voice2fa demo")
 
 
-async def identify(conn: HTTPConnection) -> tuple[str, str | None] | None:
+async def identify(conn: HTTPConnection) -> Identity | None:
+    """The signed-in user; the session id set at sign-in binds verifications to this sign-in."""
     user = conn.session.get("user")
-    return (user, PHONES.get(user)) if user in USERS else None
+    if user not in USERS:
+        return None
+    return Identity(user, PHONES.get(user), session=conn.session.get("sid", ""))
 
 
 def save_phone(user_id: str, e164: str) -> None:
@@ -95,6 +98,7 @@ async def login(
     if username in USERS and secrets.compare_digest(password, USERS[username]):
         request.session.clear()
         request.session["user"] = username
+        request.session["sid"] = secrets.token_urlsafe(16)  # this sign-in (Identity.session)
         return RedirectResponse(target, status_code=303)
     return page(
         "Sign in",

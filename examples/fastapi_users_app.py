@@ -13,6 +13,7 @@ middleware ends the voice verification on that response (logout_url="/auth/logou
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -80,8 +81,11 @@ async def identify(conn: HTTPConnection) -> Identity | None:
         user = await get_strategy().read_token(token, manager)
         if user is None or not user.is_active:
             return None
-        # The version changes with the password: a new password ends every verification.
-        return Identity(str(user.id), user.phone or "", user.hashed_password[-12:])
+        # The version changes with the password: a new password ends every verification. The
+        # session is this sign-in's token (hashed: never the token itself), so signing out and
+        # in again needs a new call, without a logout_url the middleware must see.
+        session = hashlib.sha256(token.encode()).hexdigest()[:32]
+        return Identity(str(user.id), user.phone or "", user.hashed_password[-12:], session)
     return None
 
 

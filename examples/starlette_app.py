@@ -21,7 +21,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from voice2fa_middleware import Voice2FAMiddleware, Voice2FASettings, require_voice_2fa, safe_next
+from voice2fa_middleware import Identity, Voice2FAMiddleware, Voice2FASettings, require_voice_2fa, safe_next
 
 USERS = {"demo": "demo", "new": "new"}  # username -> password
 DEMO_PHONE = os.environ.get("DEMO_PHONE", "+12025550143")
@@ -31,10 +31,14 @@ PHONES: dict[str, str] = {"demo": DEMO_PHONE}
 settings = Voice2FASettings.from_env(logout_url="/logout", app_name="the voice2fa demo")
 
 
-async def identify(conn: HTTPConnection) -> tuple[str, str | None] | None:
-    """Who is signed in and their phone (``None``: none yet); ``None`` when nobody is."""
+async def identify(conn: HTTPConnection) -> Identity | None:
+    """Who is signed in and their phone (``None``: none yet); ``None`` when nobody is. The
+    session id set at sign-in binds the verification to this sign-in: signing in again,
+    even on the same browser, needs a new call."""
     user = conn.session.get("user")
-    return (user, PHONES.get(user)) if user in USERS else None
+    if user not in USERS:
+        return None
+    return Identity(user, PHONES.get(user), session=conn.session.get("sid", ""))
 
 
 async def save_phone(user_id: str, e164: str) -> None:
@@ -78,6 +82,7 @@ async def login(request: Request) -> Response:
     if username in USERS and secrets.compare_digest(password, USERS[username]):
         request.session.clear()  # a new session on sign-in: no fixation
         request.session["user"] = username
+        request.session["sid"] = secrets.token_urlsafe(16)  # this sign-in (Identity.session)
         return RedirectResponse(next_url, status_code=303)
     return page("Sign in", "<p class=v2fa-error role=alert>Wrong username or password.</p>" + form, status=401)
 

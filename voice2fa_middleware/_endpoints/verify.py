@@ -36,6 +36,7 @@ class VerifyEndpoints:
         self.enrolment = enrolment
         self.ctx = ctx = challenger.ctx
         self.settings = ctx.settings
+        self._warned_unbound = False
         tr = ctx.translations
         self._status_labels = {
             lang: script_json(
@@ -185,6 +186,7 @@ class VerifyEndpoints:
         await self._after_consume(identity, ch)
         ctx.telemetry.record("voice2fa.verify.duration", max(ctx.now() - ch.created_at, 0.0))
         await ctx.audit("verified", request, identity.user_id, challenge=ch.id)
+        self._warn_unbound(identity)
         response: Response
         remember = form.get("remember") in ("1", "on", "true")
         if ctx.wants_json(request):
@@ -200,6 +202,18 @@ class VerifyEndpoints:
         response = RedirectResponse(target, status_code=303, headers={"cache-control": "no-store"})
         ctx.cookies.grant(response, request, identity, remember=remember)
         return response
+
+    def _warn_unbound(self, identity: Identity) -> None:
+        """Once per process: a proof that nothing ends at sign-out (no ``logout_url`` the
+        middleware sees, no ``Identity.session``) outlives the app's sign-out on that browser."""
+        if self._warned_unbound or self.settings.logout_url or identity.session:
+            return
+        self._warned_unbound = True
+        logger.warning(
+            "voice2fa: neither logout_url nor Identity.session is set: a verification outlives the app's "
+            "sign-out on that browser (until verified_max_age). Return Identity(..., session=<a hash of "
+            "the sign-in's session token>) from identify(), or set logout_url"
+        )
 
     async def _after_consume(self, identity: Identity, ch: Challenge) -> None:
         """What follows a right code: the failure count cleared, the phone remembered. The
