@@ -242,3 +242,92 @@ async def test_own_routes_declare_their_methods(build: object) -> None:
             assert response.text == "Not Found"
         # The app behind still answers its own paths.
         assert (await client.get("/")).status_code == 200
+
+
+# -- the public namespaces and the capabilities of the extension points -------------------------
+
+
+def test_extension_points_have_public_namespaces_that_match_the_top_level() -> None:
+    import voice2fa_middleware
+    from voice2fa_middleware import callers, stores
+
+    assert sorted(stores.__all__) == sorted(
+        [
+            "Bucket",
+            "Challenge",
+            "MemoryStore",
+            "RedisStore",
+            "Reservation",
+            "Start",
+            "Store",
+            "StoreError",
+            "StoreFullError",
+            "challenge_id",
+        ]
+    )
+    assert sorted(callers.__all__) == sorted(
+        [
+            "BaseCaller",
+            "CallError",
+            "Caller",
+            "ConsoleCaller",
+            "ProviderUnavailableError",
+            "SignalWireCaller",
+            "SignalWireSDKCaller",
+            "compute_signature",
+            "is_valid_signature",
+        ]
+    )
+    # Every name exported before the namespaces existed keeps working, and is the same object.
+    for namespace in (stores, callers):
+        for name in namespace.__all__:
+            if name in voice2fa_middleware.__all__:
+                assert getattr(namespace, name) is getattr(voice2fa_middleware, name), name
+
+
+def test_the_core_checks_no_concrete_caller_or_store_type() -> None:
+    """Capabilities are asked of the protocols; no isinstance/type() of a concrete caller or
+    store outside its own module."""
+    concrete = ("ConsoleCaller", "SignalWireCaller", "SignalWireSDKCaller", "MemoryStore", "RedisStore")
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("isinstance", "type")
+            ):
+                text = ast.unparse(node)
+                own = [c for c in concrete if c in text]
+                assert not own or all(path.stem in ("memory", "redis", "callers") for _ in own), f"{name}: {text}"
+            if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):
+                text = ast.unparse(node)
+                assert not any(f"is {c}" in text for c in concrete), f"{name}: {text}"
+
+
+class _OnlyPlacesCalls:
+    """A caller of an app's own, written before the capabilities existed."""
+
+    def __init__(self) -> None:
+        self.placed: list[str] = []
+
+    async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str) -> str:
+        self.placed.append(to)
+        return "CA1"
+
+
+@pytest.mark.anyio
+async def test_a_caller_with_only_place_call_takes_part_on_equal_terms() -> None:
+    caller = _OnlyPlacesCalls()
+    app = Voice2FAMiddleware(_plain_asgi, identify=_alice, caller=caller, settings=Voice2FASettings(secret_key=SECRET))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        r = await client.get("/account")
+    # Not protected here; the capabilities default for it: a real caller, never paused.
+    assert r.status_code == 200
+    assert app.caller.calls_nobody is False and app.caller.paused_for() == 0.0 and app.caller.played_calls() == ()
+    assert await app.caller.place_call(to="+1", from_="+2", laml_url="u", status_url="s") == "CA1"
+    assert caller.placed == ["+1"]
+    # The development caller declares that it calls nobody: the dev phone exists for it only.
+    from voice2fa_middleware import ConsoleCaller
+
+    assert ConsoleCaller(signing_key="k").calls_nobody is True
