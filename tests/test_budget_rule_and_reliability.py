@@ -5,6 +5,7 @@ that leave mid-body, busy connection pools, stale connections, a provider's 429)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -333,3 +334,76 @@ def test_a_pool_error_says_what_failed() -> None:
     assert _pool_exhausted(ConnectionError("No connection available."))
     assert not _pool_exhausted(ConnectionError("Connection refused"))
 
+
+
+class CuttingProxy:
+    """A TCP proxy in front of redis-server that, once armed, cuts the connection of the
+    first command whose bytes contain ``marker`` (before Redis sees it): a store failing on
+    one chosen step, as a dropped connection or a busy pool does."""
+
+    def __init__(self, upstream_port: int, marker: bytes) -> None:
+        import socket
+        import threading
+
+        self.marker, self.armed, self.cuts = marker, False, 0
+        self.upstream_port = upstream_port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: Any, target: Any, inspect: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if inspect and self.armed and self.marker in data:
+                    self.armed = False
+                    self.cuts += 1
+                    source.close()
+                    target.close()
+                    return
+                target.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+@pytest.mark.redis
+def test_a_right_code_survives_redis_failing_on_the_steps_after_it(
+    harness_factory: Callable[..., Harness], redis_server: RedisServer
+) -> None:
+    port = int(redis_server.url.rsplit(":", 1)[1].split("/")[0])
+    proxy = CuttingProxy(port, b":known:")  # the step that remembers the phone, after the code
+    try:
+        store = RedisStore(f"redis://127.0.0.1:{proxy.port}/0", key_prefix=f"cut{time.time_ns()}:", timeout=1.0)
+        h = harness_factory(store=store, store_timeout=2.0)
+        with h.client() as c:
+            csrf, code = h.challenge(c)
+            proxy.armed = True
+            r = h.verify(c, code, csrf)
+            assert proxy.cuts == 1  # the step after the consume did fail
+            assert r.status_code == 303 and r.headers["location"] == "/account"  # was 503, then a new call
+            assert c.get("/account").status_code == 200
+        assert len(h.double.calls) == 1
+    finally:
+        proxy.close()
