@@ -1,0 +1,56 @@
+"""Friction an app author or a user meets: codes as people type them, the favicon, the test kit
+for apps built at import time, a misordered middleware explained before any call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from voice2fa_middleware._endpoints.verify import parse_code
+
+from .conftest import Harness, csrf_of
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["1, 0, 9, 9, 5, 6", "109 956", "109-956", "109.956", "(109) 956", "109/956", "1、0、9、9、5、6", " 109956\n"],
+)
+def test_a_code_is_read_whatever_separates_its_digits(typed: str) -> None:
+    assert parse_code(typed, 6) == "109956"
+
+
+@pytest.mark.parametrize("typed", ["1o9956", "109 95l", "١٠٩٩٥٦", "10995", "1099567", "1 " * 40, ""])
+def test_letters_other_digits_and_wrong_lengths_are_refused(typed: str) -> None:
+    assert parse_code(typed, 6) is None
+
+
+def test_the_code_as_the_dev_phone_shows_it_verifies_on_the_form(harness: Harness) -> None:
+    with harness.client() as c:
+        csrf, code = harness.challenge(c)
+        typo = code[:2] + "o" + code[3:]
+        assert harness.verify(c, typo, csrf).status_code == 400  # a letter is not a separator
+        spoken = ", ".join(code)
+        r = harness.verify(c, spoken, csrf)
+        assert r.status_code == 303 and r.headers["location"] == "/account"
+        assert c.get("/account").text == "account: secret page"
+
+
+def test_the_code_with_separators_verifies_in_json(harness_factory: Callable[..., Harness]) -> None:
+    h = harness_factory()
+    with h.client() as c:
+        asked = c.get("/account", headers={"accept": "application/json"}).json()
+        h.double.wait_for_calls(1)
+        code = h.double.calls[-1].code()
+        assert code is not None
+        r = c.post(asked["verify_url"], json={"code": f"({code[:3]}) {code[3:]}", "csrf_token": asked["csrf_token"]})
+        assert r.status_code == 200, r.text
+        assert c.get("/account").text == "account: secret page"
+
+
+
+def test_the_verify_page_lets_the_browser_send_separators(harness: Harness) -> None:
+    with harness.client() as c:
+        page = c.get(c.get("/account").headers["location"]).text
+        csrf_of(page)
+        assert 'pattern="[0-9]*"' not in page  # the browser would refuse "109 956" before we see it
