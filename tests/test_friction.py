@@ -3,13 +3,18 @@ for apps built at import time, a misordered middleware explained before any call
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from voice2fa_middleware._endpoints.verify import parse_code
+from voice2fa_middleware.testing import running
 
-from .conftest import Harness, csrf_of
+from .conftest import SECRET, Harness, csrf_of
 
 
 @pytest.mark.parametrize(
@@ -48,9 +53,34 @@ def test_the_code_with_separators_verifies_in_json(harness_factory: Callable[...
         assert c.get("/account").text == "account: secret page"
 
 
-
 def test_the_verify_page_lets_the_browser_send_separators(harness: Harness) -> None:
     with harness.client() as c:
         page = c.get(c.get("/account").headers["location"]).text
         csrf_of(page)
         assert 'pattern="[0-9]*"' not in page  # the browser would refuse "109 956" before we see it
+
+
+def test_the_verify_page_names_no_favicon_to_fetch(harness: Harness) -> None:
+    with harness.client() as c:
+        page = c.get(c.get("/account").headers["location"]).text
+        assert '<link rel="icon" href="data:,">' in page
+
+
+@pytest.mark.parametrize("target", ["examples.starlette_app", "examples.fastapi_app"])
+def test_the_demo_nav_says_who_is_signed_in_and_offers_one_way(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith(("VOICE2FA_", "SIGNALWIRE_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("VOICE2FA_SECRET_KEY", SECRET)
+    monkeypatch.delitem(sys.modules, target, raising=False)
+    app = importlib.import_module(target).app
+    with running(app) as server, httpx.Client(base_url=server.url) as c:
+        anonymous = c.get("/").text
+        assert "href=/login>Sign in</a>" in anonymous and "Sign out" not in anonymous
+        assert "Signed in as" not in anonymous.split("<h1>")[0]
+        assert '<link rel=icon href="data:image/svg+xml,' in anonymous
+        assert c.post("/login", data={"username": "demo", "password": "demo"}).status_code in (200, 303)
+        signed_in = c.get("/").text
+        nav = signed_in.split("<h1>")[0]
+        assert "Signed in as <b>demo</b>" in nav and "Sign out</button>" in nav
+        assert "href=/login" not in nav
+    monkeypatch.delitem(sys.modules, target, raising=False)
