@@ -14,7 +14,7 @@ import pytest
 from voice2fa_middleware._endpoints.verify import parse_code
 from voice2fa_middleware.testing import running
 
-from .conftest import SECRET, Harness, csrf_of
+from .conftest import ROOT, SECRET, Harness, csrf_of
 
 
 @pytest.mark.parametrize(
@@ -84,3 +84,14 @@ def test_the_demo_nav_says_who_is_signed_in_and_offers_one_way(target: str, monk
         assert "Signed in as <b>demo</b>" in nav and "Sign out</button>" in nav
         assert "href=/login" not in nav
     monkeypatch.delitem(sys.modules, target, raising=False)
+
+
+def test_the_ways_to_protect_say_that_anonymous_requests_pass() -> None:
+    """Each row of the table in docs/guides/marking-routes.md says what an anonymous request gets."""
+    text = (ROOT / "docs" / "guides" / "marking-routes.md").read_text()
+    header, _, *rows = [line for line in text.splitlines() if line.startswith("| ")][:7]
+    assert "anonymous request" in header
+    ways = {row.split(" | ")[0].strip("| ") for row in rows}
+    assert ways >= {"path patterns", "Starlette decorator", "FastAPI dependency"}
+    for row in rows:
+        assert row.replace("\\|", "").count(" | ") == 2 and row.rstrip(" |").rsplit(" | ", 1)[1], row
