@@ -382,7 +382,7 @@ def test_settings_reference_environment_names(hooks: ModuleType) -> None:
     rows = hooks.rows()
     every = {r.env: "" for r in rows}  # empty values are skipped; unknown names would be refused
     Voice2FASettings.from_env(every, env_file=None)
-    with pytest.raises(ConfigurationError, match="VOICE2FA_CODE_TIL is not a setting"):
+    with pytest.raises(ConfigurationError, match="VOICE2FA_CODE_TIL is not a known setting"):
         Voice2FASettings.from_env({"VOICE2FA_CODE_TIL": "1"}, env_file=None)
     provider = {r.env: r.name for r in rows if r.env.startswith("SIGNALWIRE_")}
     values = {

@@ -6,12 +6,15 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
+from voice2fa_middleware import ConfigurationError, Voice2FASettings
 from voice2fa_middleware._endpoints.verify import parse_code
+from voice2fa_middleware._flow.runtime import default_store
 from voice2fa_middleware.testing import running
 
 from .conftest import ROOT, SECRET, Harness, csrf_of
@@ -95,3 +98,22 @@ def test_the_ways_to_protect_say_that_anonymous_requests_pass() -> None:
     assert ways >= {"path patterns", "Starlette decorator", "FastAPI dependency"}
     for row in rows:
         assert row.replace("\\|", "").count(" | ") == 2 and row.rstrip(" |").rsplit(" | ", 1)[1], row
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("redis://localhost:99999/0", "the port must be a number from 1 to 65535, not '99999'"),
+        ("redis://localhost:abc/0", "the port must be a number from 1 to 65535, not 'abc'"),
+        ("redis://[::1]:0", "not '0'"),
+        ("http://localhost:6379", "the URL starts with http://"),
+        ("redis+sentinel://localhost:70000/mymaster", "not '70000'"),
+        ("redis+cluster://localhost:70000", "not '70000'"),
+        ("redis+sentinel://localhost", "a Sentinel URL ends with /service_name"),
+    ],
+)
+def test_a_redis_url_that_cannot_be_used_stops_the_start_with_the_setting_named(url: str, words: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        default_store(Voice2FASettings(secret_key=SECRET, redis_url=url), time.time)
+    assert str(raised.value).startswith("voice2fa: VOICE2FA_REDIS_URL is not a usable Redis URL: ")
+    assert words in str(raised.value) and "@" not in str(raised.value)

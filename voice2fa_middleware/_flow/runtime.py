@@ -50,7 +50,10 @@ def default_store(s: Voice2FASettings, clock: Callable[[], float]) -> Store:
     if s.redis_url:
         from .._stores.redis import RedisStore
 
-        return RedisStore(s.redis_url, timeout=s.store_timeout, max_connections=s.redis_max_connections)
+        try:
+            return RedisStore(s.redis_url, timeout=s.store_timeout, max_connections=s.redis_max_connections)
+        except ValueError as exc:  # a URL redis-py cannot use: say which setting, not a traceback of its own
+            raise ConfigurationError(f"voice2fa: VOICE2FA_REDIS_URL is not a usable Redis URL: {exc}") from None
     return MemoryStore(max_challenges=s.memory_max_challenges, clock=clock)
 
 
