@@ -8,16 +8,27 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import PlainTextResponse
 
-from voice2fa_middleware import ConfigurationError, Voice2FASettings
+from voice2fa_middleware import (
+    ConfigurationError,
+    Identity,
+    Voice2FAMiddleware,
+    Voice2FASettings,
+    VoiceTwoFactor,
+    require_voice_2fa,
+)
 from voice2fa_middleware._endpoints.verify import parse_code
 from voice2fa_middleware._flow.runtime import default_store
 from voice2fa_middleware.testing import running
 
-from .conftest import ROOT, SECRET, Harness, csrf_of
+from .conftest import ROOT, SECRET, Harness, RecordingCaller, csrf_of
 
 
 @pytest.mark.parametrize(
@@ -117,3 +128,63 @@ def test_a_redis_url_that_cannot_be_used_stops_the_start_with_the_setting_named(
         default_store(Voice2FASettings(secret_key=SECRET, redis_url=url), time.time)
     assert str(raised.value).startswith("voice2fa: VOICE2FA_REDIS_URL is not a usable Redis URL: ")
     assert words in str(raised.value) and "@" not in str(raised.value)
+
+
+# -- a session inside the 2FA middleware: explained before any call ----------------------------------
+
+
+def _misordered_app(identify_kind: str, caller: RecordingCaller) -> Any:
+    """A FastAPI app whose SessionMiddleware runs inside Voice2FAMiddleware (added before it):
+    identify() works in the app's routes, and not where the middleware asks it."""
+    from fastapi import Depends, FastAPI
+
+    def read_session(conn: HTTPConnection) -> tuple[str, str] | None:
+        user = conn.session.get("user")
+        return (user, "+12025550143") if user else None
+
+    async def identify_async(conn: HTTPConnection) -> tuple[str, str] | None:
+        return read_session(conn)
+
+    app = FastAPI()
+
+    @app.get("/login")
+    async def login(request: Request) -> PlainTextResponse:
+        request.session["user"] = "alice"
+        return PlainTextResponse("signed in")
+
+    @app.get("/account")
+    async def account(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("account: secret page")
+
+    @app.get("/transfer")
+    async def transfer(identity: Identity | None = Depends(VoiceTwoFactor())) -> PlainTextResponse:  # noqa: B008
+        return PlainTextResponse("transfer: secret page")
+
+    @require_voice_2fa
+    async def decorated(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("decorated: secret page")
+
+    app.add_route("/decorated", decorated)
+    app.add_middleware(SessionMiddleware, secret_key=SECRET)  # wrong: added first, so it runs inside
+    app.add_middleware(
+        Voice2FAMiddleware,
+        identify=identify_async if identify_kind == "async" else read_session,
+        protect=["/account"],
+        settings=Voice2FASettings(secret_key=SECRET),
+        caller=caller,
+    )
+    return app
+
+
+@pytest.mark.parametrize("identify_kind", ["async", "sync"])
+@pytest.mark.parametrize("path", ["/account", "/decorated", "/transfer"])
+def test_a_misordered_session_is_explained_before_any_call(identify_kind: str, path: str) -> None:
+    caller = RecordingCaller()
+    with running(_misordered_app(identify_kind, caller)) as server, httpx.Client(base_url=server.url) as c:
+        assert c.get("/login").text == "signed in"
+        for _ in range(2):
+            r = c.get(path)
+            assert r.status_code == 500, (r.status_code, r.headers, r.text)
+            assert "needs SessionMiddleware to run before Voice2FAMiddleware" in r.text
+            assert "secret page" not in r.text
+        assert caller.calls == []  # no call placed for a flow that could not finish
