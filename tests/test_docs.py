@@ -89,6 +89,7 @@ TESTED = {
     "plain_asgi.py",
     "test_kit_flow.py",
     "test_account.py",
+    "test_import_time_app.py",
     "audit_logging.py",
     "audit_hook.py",
     "prometheus.py",
@@ -262,6 +263,18 @@ def test_pytest_fixtures_sample(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+def test_import_time_app_sample_runs_three_tests_in_a_row(tmp_path: Path) -> None:
+    """One app built at import, three tests: each gets its own double, caller and store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE2FA_", "SIGNALWIRE_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+         str(SRC / "test_import_time_app.py")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
 
 
 def test_live_server_factory_is_documented_as_it_is(live_server_factory: Any) -> None:

@@ -26,7 +26,7 @@ from voice2fa_middleware import (
 )
 from voice2fa_middleware._endpoints.verify import parse_code
 from voice2fa_middleware._flow.runtime import default_store
-from voice2fa_middleware.testing import running
+from voice2fa_middleware.testing import SignalWireDouble, running, voice2fa_override
 
 from .conftest import ROOT, SECRET, Harness, RecordingCaller, csrf_of
 
@@ -188,3 +188,25 @@ def test_a_misordered_session_is_explained_before_any_call(identify_kind: str, p
             assert "needs SessionMiddleware to run before Voice2FAMiddleware" in r.text
             assert "secret page" not in r.text
         assert caller.calls == []  # no call placed for a flow that could not finish
+
+
+# -- the test kit and apps built at import time ----------------------------------------------------
+
+
+def test_voice2fa_override_puts_the_app_back_and_needs_the_middleware(signalwire_double: SignalWireDouble) -> None:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    app.add_middleware(Voice2FAMiddleware, identify=lambda conn: None, caller=RecordingCaller())
+    before = list(app.user_middleware)
+    with voice2fa_override(app, double=signalwire_double, code_ttl=120):
+        [entry] = [m for m in app.user_middleware if m.cls is Voice2FAMiddleware]
+        assert entry.kwargs["settings"].signalwire_space == signalwire_double.url
+        assert entry.kwargs["settings"].code_ttl == 120 and "caller" not in entry.kwargs
+        assert app.middleware_stack is None
+    assert app.user_middleware == before and app.middleware_stack is None
+    with (
+        pytest.raises(LookupError, match="no Voice2FAMiddleware"),
+        voice2fa_override(FastAPI(), double=signalwire_double),
+    ):
+        pass
