@@ -25,6 +25,12 @@ DEMO_PHONE = os.environ.get("DEMO_PHONE", "+12025550143")
 # The users' confirmed numbers: a real app keeps them in its database, the demo in memory.
 PHONES: dict[str, str] = {"demo": DEMO_PHONE}
 settings = Voice2FASettings.from_env(logout_url="/logout", app_name="the voice2fa demo")
+# A padlock as an inline SVG: a tab icon without a request for it.
+FAVICON = (
+    "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'>"
+    "<rect x='3' y='7' width='10' height='8' rx='1'/>"
+    "<path d='M5 7V5a3 3 0 0 1 6 0v2' fill='none' stroke='black' stroke-width='2'/></svg>"
+)
 
 
 async def identify(conn: HTTPConnection) -> Identity | None:
@@ -40,17 +46,28 @@ def save_phone(user_id: str, e164: str) -> None:
     PHONES[user_id] = e164
 
 
-def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def page(request: Request, title: str, body: str, status: int = 200) -> HTMLResponse:
     # The middleware's own stylesheet, so the demo's pages and its verify page look like one product.
+    # The icon is inline, so no page asks the server for a /favicon.ico it does not have.
     return HTMLResponse(
         "<!doctype html><html lang=en><meta charset=utf-8><meta name=color-scheme content='light dark'>"
         f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{title}</title>"
-        f"<link rel=icon href='data:,'><link rel=stylesheet href={settings.prefix}/static/voice2fa.css>"
+        f'<link rel=icon href="{FAVICON}"><link rel=stylesheet href={settings.prefix}/static/voice2fa.css>'
         "<main class=v2fa-card><nav class=v2fa-nav><a href=/>Home</a> <a href=/account>Account</a> "
-        "<a href=/transfer>Transfer</a> <a href=/phone>Phone</a> <a href=/login>Sign in</a> "
-        "<form method=post action=/logout>"
-        f"<button class=v2fa-link>Sign out</button></form></nav><h1>{title}</h1>{body}</main>",
+        f"<a href=/transfer>Transfer</a> <a href=/phone>Phone</a> {who_is_signed_in(request)}</nav>"
+        f"<h1>{title}</h1>{body}</main>",
         status_code=status,
+    )
+
+
+def who_is_signed_in(request: Request) -> str:
+    """The end of the nav: who is signed in and a way out, or a way in; never both."""
+    user = request.session.get("user")
+    if not user:
+        return "<a href=/login>Sign in</a>"
+    return (
+        f"<span>Signed in as <b>{html.escape(user)}</b></span> "
+        "<form method=post action=/logout><button class=v2fa-link>Sign out</button></form>"
     )
 
 
@@ -79,12 +96,12 @@ LOGIN_FORM = (
 async def home(request: Request) -> Response:
     user = request.session.get("user")
     who = f"Signed in as <b>{html.escape(user)}</b>." if user else "Not signed in."
-    return page("voice2fa demo (FastAPI)", f"<p>{who} This page is public.</p>")
+    return page(request, "voice2fa demo (FastAPI)", f"<p>{who} This page is public.</p>")
 
 
 @app.get("/login", response_class=HTMLResponse)
-async def login_form(next: str = "/account") -> Response:
-    return page("Sign in", LOGIN_FORM.format(next=html.escape(safe_next(next) or "/account")))
+async def login_form(request: Request, next: str = "/account") -> Response:
+    return page(request, "Sign in", LOGIN_FORM.format(next=html.escape(safe_next(next) or "/account")))
 
 
 @app.post("/login")
@@ -101,6 +118,7 @@ async def login(
         request.session["sid"] = secrets.token_urlsafe(16)  # this sign-in (Identity.session)
         return RedirectResponse(target, status_code=303)
     return page(
+        request,
         "Sign in",
         "<p class=v2fa-error role=alert>Wrong username or password.</p>" + LOGIN_FORM.format(next=html.escape(target)),
         401,
@@ -129,7 +147,7 @@ async def logout(request: Request) -> Response:
 async def account(request: Request) -> Response:
     if not request.session.get("user"):
         return RedirectResponse("/login?next=/account", status_code=303)
-    return page("Your account", "<p>Protected by a path pattern: you passed the voice check.</p>")
+    return page(request, "Your account", "<p>Protected by a path pattern: you passed the voice check.</p>")
 
 
 @app.get("/transfer", response_class=HTMLResponse)
@@ -139,6 +157,7 @@ async def transfer(
     if identity is None:
         return RedirectResponse("/login?next=/transfer", status_code=303)
     return page(
+        request,
         "Transfer money",
         f"<p>Verified as {html.escape(identity.user_id)} within the last 5 minutes (a FastAPI dependency).</p>",
     )
@@ -154,6 +173,7 @@ async def phone(request: Request) -> Response:
     shown = f"ends in <b>{html.escape(number[-4:])}</b>" if number else "<b>not set</b>"
     label = "Change number" if number else "Add a number"
     return page(
+        request,
         "Phone",
         f"<p>Your phone number for sign-in checks {shown}.</p>"
         f"<form method=post action=/phone><button class=v2fa-primary>{label}</button></form>",

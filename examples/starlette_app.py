@@ -29,6 +29,12 @@ DEMO_PHONE = os.environ.get("DEMO_PHONE", "+12025550143")
 # in memory, in each worker process ("new" starts without one).
 PHONES: dict[str, str] = {"demo": DEMO_PHONE}
 settings = Voice2FASettings.from_env(logout_url="/logout", app_name="the voice2fa demo")
+# A padlock as an inline SVG: a tab icon without a request for it.
+FAVICON = (
+    "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'>"
+    "<rect x='3' y='7' width='10' height='8' rx='1'/>"
+    "<path d='M5 7V5a3 3 0 0 1 6 0v2' fill='none' stroke='black' stroke-width='2'/></svg>"
+)
 
 
 async def identify(conn: HTTPConnection) -> Identity | None:
@@ -46,24 +52,35 @@ async def save_phone(user_id: str, e164: str) -> None:
     PHONES[user_id] = e164
 
 
-def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def page(request: Request, title: str, body: str, status: int = 200) -> HTMLResponse:
     # The middleware's own stylesheet, so the demo's pages and its verify page look like one product.
+    # The icon is inline, so no page asks the server for a /favicon.ico it does not have.
     return HTMLResponse(
         "<!doctype html><html lang=en><meta charset=utf-8><meta name=color-scheme content='light dark'>"
         f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{title}</title>"
-        f"<link rel=icon href='data:,'><link rel=stylesheet href={settings.prefix}/static/voice2fa.css>"
+        f'<link rel=icon href="{FAVICON}"><link rel=stylesheet href={settings.prefix}/static/voice2fa.css>'
         "<main class=v2fa-card><nav class=v2fa-nav><a href=/>Home</a> <a href=/account>Account</a> "
-        "<a href=/transfer>Transfer</a> <a href=/phone>Phone</a> <a href=/login>Sign in</a> "
-        "<form method=post action=/logout>"
-        f"<button class=v2fa-link>Sign out</button></form></nav><h1>{title}</h1>{body}</main>",
+        f"<a href=/transfer>Transfer</a> <a href=/phone>Phone</a> {who_is_signed_in(request)}</nav>"
+        f"<h1>{title}</h1>{body}</main>",
         status_code=status,
+    )
+
+
+def who_is_signed_in(request: Request) -> str:
+    """The end of the nav: who is signed in and a way out, or a way in; never both."""
+    user = request.session.get("user")
+    if not user:
+        return "<a href=/login>Sign in</a>"
+    return (
+        f"<span>Signed in as <b>{html.escape(user)}</b></span> "
+        "<form method=post action=/logout><button class=v2fa-link>Sign out</button></form>"
     )
 
 
 async def home(request: Request) -> Response:
     user = request.session.get("user")
     who = f"Signed in as <b>{html.escape(user)}</b>." if user else "Not signed in."
-    return page("voice2fa demo", f"<p>{who} This page is public.</p>")
+    return page(request, "voice2fa demo", f"<p>{who} This page is public.</p>")
 
 
 async def login(request: Request) -> Response:
@@ -76,7 +93,7 @@ async def login(request: Request) -> Response:
         "<p class=v2fa-hint>Demo accounts: demo / demo, and new / new (no phone number yet)</p>"
     )
     if request.method == "GET":
-        return page("Sign in", form)
+        return page(request, "Sign in", form)
     data = await request.form()
     username, password = str(data.get("username", "")), str(data.get("password", ""))
     if username in USERS and secrets.compare_digest(password, USERS[username]):
@@ -84,7 +101,7 @@ async def login(request: Request) -> Response:
         request.session["user"] = username
         request.session["sid"] = secrets.token_urlsafe(16)  # this sign-in (Identity.session)
         return RedirectResponse(next_url, status_code=303)
-    return page("Sign in", "<p class=v2fa-error role=alert>Wrong username or password.</p>" + form, status=401)
+    return page(request, "Sign in", "<p class=v2fa-error role=alert>Wrong username or password.</p>" + form, status=401)
 
 
 def same_site(request: Request) -> bool:
@@ -107,7 +124,7 @@ async def logout(request: Request) -> Response:
 async def account(request: Request) -> Response:
     if not request.session.get("user"):
         return RedirectResponse("/login?next=/account", status_code=303)
-    return page("Your account", "<p>Protected by a path pattern: you passed the voice check.</p>")
+    return page(request, "Your account", "<p>Protected by a path pattern: you passed the voice check.</p>")
 
 
 async def phone(request: Request) -> Response:
@@ -126,6 +143,7 @@ async def phone(request: Request) -> Response:
     shown = f"ends in <b>{html.escape(number[-4:])}</b>" if number else "<b>not set</b>"
     label = "Change number" if number else "Add a number"
     return page(
+        request,
         "Phone",
         f"<p>Your phone number for sign-in checks {shown}.</p>"
         f"<form method=post action=/phone><button class=v2fa-primary>{label}</button></form>",
@@ -136,7 +154,7 @@ async def phone(request: Request) -> Response:
 async def transfer(request: Request) -> Response:
     if not request.session.get("user"):
         return RedirectResponse("/login?next=/transfer", status_code=303)
-    return page("Transfer money", "<p>Protected by the decorator, with a check no older than 5 minutes.</p>")
+    return page(request, "Transfer money", "<p>Protected by the decorator, with a check no older than 5 minutes.</p>")
 
 
 app = Starlette(

@@ -89,6 +89,7 @@ TESTED = {
     "plain_asgi.py",
     "test_kit_flow.py",
     "test_account.py",
+    "test_import_time_app.py",
     "audit_logging.py",
     "audit_hook.py",
     "prometheus.py",
@@ -264,6 +265,18 @@ def test_pytest_fixtures_sample(tmp_path: Path) -> None:
     assert "1 passed" in done.stdout
 
 
+def test_import_time_app_sample_runs_three_tests_in_a_row(tmp_path: Path) -> None:
+    """One app built at import, three tests: each gets its own double, caller and store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE2FA_", "SIGNALWIRE_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+         str(SRC / "test_import_time_app.py")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
+
+
 def test_live_server_factory_is_documented_as_it_is(live_server_factory: Any) -> None:
     import inspect
 
@@ -382,7 +395,7 @@ def test_settings_reference_environment_names(hooks: ModuleType) -> None:
     rows = hooks.rows()
     every = {r.env: "" for r in rows}  # empty values are skipped; unknown names would be refused
     Voice2FASettings.from_env(every, env_file=None)
-    with pytest.raises(ConfigurationError, match="VOICE2FA_CODE_TIL is not a setting"):
+    with pytest.raises(ConfigurationError, match="VOICE2FA_CODE_TIL is not a known setting"):
         Voice2FASettings.from_env({"VOICE2FA_CODE_TIL": "1"}, env_file=None)
     provider = {r.env: r.name for r in rows if r.env.startswith("SIGNALWIRE_")}
     values = {

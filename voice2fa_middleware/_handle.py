@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope
 from ._core.rules import Identity, as_identity
 from ._core.urls import safe_next
 from ._flow.challenge import Challenger
+from ._flow.runtime import Misordered
 from ._web.connection import Connection, scope_cookies
 from ._web.cookies import wants_no_store, with_no_store
 
@@ -23,11 +24,15 @@ from ._web.cookies import wants_no_store, with_no_store
 class Voice2FAHandle:
     """Put in ``scope["voice2fa"]`` for the app: is the user verified, and when."""
 
-    __slots__ = ("_challenger", "_conn", "_identified", "_identity", "_scope", "_verified_at")
+    __slots__ = ("_challenger", "_conn", "_identified", "_identity", "_outer", "_scope", "_verified_at")
 
     def __init__(self, challenger: Challenger, scope: Scope) -> None:
         self._challenger = challenger
         self._scope = scope
+        # How many keys the scope had where the middleware stands: the app's middlewares and
+        # router add theirs after (in place, so in order), and the first ones are what the
+        # middleware's own pages will see (``_misordered_outside``).
+        self._outer = len(scope)
         self._conn: HTTPConnection | None = None
         self._identity: Identity | None = None
         self._identified = False
@@ -55,7 +60,10 @@ class Voice2FAHandle:
         try:
             return self._settle(await self._ask())
         except AssertionError as exc:
-            raise self._challenger.ctx.misordered(exc) from exc
+            problem = self._challenger.ctx.misordered(exc)
+            if problem is None:
+                raise
+            raise problem from exc
 
     def lets_through(self, identity: Identity | None, fresh_within: int | None) -> bool:
         """The decision, in one copy: anonymous users go on (signing in is the app's job),
@@ -89,7 +97,31 @@ class Voice2FAHandle:
         identity = await self.identity()
         if identity is None or self.lets_through(identity, fresh_within):
             return None
+        problem = await self._misordered_outside()
+        if problem is not None:
+            return self._challenger.ctx.misorder_response(problem)
         return await self.challenge(identity, fresh_within)
+
+    async def _misordered_outside(self) -> Misordered | None:
+        """Whether ``identify`` fails where the middleware asks it, though it worked here.
+
+        The decorator and the FastAPI dependency run inside the app's middlewares; the verify
+        page and the webhooks run outside them. A middleware ``identify`` needs that was added
+        before ours (a session) works here and not there: asked now, before a call is placed,
+        the answer is the 500 naming the fix, not a call whose verify page cannot open.
+        """
+        scope = self._scope
+        keys = list(scope)
+        if all(key == "voice2fa" for key in keys[self._outer :]):
+            return None  # asked where the middleware stands: nothing ran in between
+        outer = {key: scope[key] for key in keys[: self._outer]}
+        try:
+            await self._challenger.ctx.identify_conn(Connection(outer, scope_cookies(outer)))
+        except Misordered as exc:
+            return exc
+        except Exception:  # the app's own failure: the verify page will meet it as it is today
+            return None
+        return None
 
     def mark_no_store(self, response: object) -> None:
         """Add ``Cache-Control: no-store`` to a protected response, as the settings ask: the

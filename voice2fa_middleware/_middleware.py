@@ -24,7 +24,7 @@ from ._endpoints.router import OwnEndpoints
 from ._errors import ConfigurationError, Voice2FAError
 from ._flow.challenge import Challenger, phoneless_mode
 from ._flow.enrolment import Enrolment, PhoneConfirmed
-from ._flow.runtime import ClassifyRequest, Runtime
+from ._flow.runtime import ClassifyRequest, Misordered, Runtime
 from ._handle import Voice2FAHandle
 from ._i18n.catalogs import Translations
 from ._protection import VerificationRequired
@@ -160,11 +160,11 @@ class Voice2FAMiddleware:
                     # (identify once, then the one decision), as this runs on every protected request.
                     try:
                         identity = handle._settle(await handle._ask())
-                    except AssertionError as exc:
+                    except (AssertionError, ConfigurationError) as exc:  # async identify, or sync's Misordered
                         problem = self.ctx.misordered(exc)
-                        if problem is exc:
+                        if problem is None:
                             raise
-                        await PlainTextResponse(str(problem), status_code=500)(scope, receive, send)
+                        await self.ctx.misorder_response(problem)(scope, receive, send)
                         return
                     if not handle.lets_through(identity, rule.fresh_within):
                         assert identity is not None
@@ -181,6 +181,9 @@ class Voice2FAMiddleware:
             except VerificationRequired as exc:
                 # Raised by the FastAPI dependency before the endpoint answered anything.
                 await exc.response(scope, receive, send)
+            except Misordered as exc:
+                # identify() failed in the app's route, asked by the dependency or the decorator.
+                await self.ctx.misorder_response(exc)(scope, receive, send)
         finally:
             # scope -> handle -> scope is a reference cycle; breaking it lets every request
             # be freed at once instead of by the cyclic garbage collector.

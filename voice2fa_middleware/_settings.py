@@ -64,6 +64,50 @@ def _parse(kind: str, raw: str) -> Any:
     return raw
 
 
+_SECONDS = ("_ttl", "_timeout", "_window", "_cooldown", "_max_age", "_within")
+
+
+def expected(name: str) -> str:
+    """What a setting's value must be, in words from its type: Python's own words
+    ("invalid literal for int() with base 10") tell an operator nothing about the fix."""
+    base = _FIELD_TYPES[name].replace(" | None", "")
+    unit = " of days" if name.endswith("_days") else " of seconds" if name.endswith(_SECONDS) else ""
+    if base == "bool":
+        return "true or false"
+    if base == "int":
+        return "a whole number" + unit
+    if base == "float":
+        return "a number" + unit
+    if base.startswith("Sequence[str]"):
+        return "a comma-separated list"
+    return "text"
+
+
+def _close_setting(unknown: str, names: Mapping[str, str]) -> str | None:
+    """The setting an unknown ``VOICE2FA_*`` name was probably meant to be, or ``None``.
+
+    Names are compared without the ``VOICE2FA_`` they share (else any name looks close to
+    any other: ``VOICE2FA_FOO`` to ``VOICE2FA_VOICE``), against the environment name and the
+    field's name (``VOICE2FA_SIGNING_KEY`` is ``SIGNALWIRE_SIGNING_KEY``). Only a near miss (a
+    typo, a letter swapped) or the start of exactly one name is suggested.
+    """
+    wanted = unknown.removeprefix("VOICE2FA_")
+    candidates: dict[str, str] = {}
+    for field_name, env_name in names.items():
+        candidates[field_name.upper()] = env_name
+        candidates[env_name.removeprefix("VOICE2FA_")] = env_name
+    close = difflib.get_close_matches(wanted, sorted(candidates), n=1, cutoff=0.8)
+    if close:
+        return candidates[close[0]]
+    starting = {env for key, env in candidates.items() if len(wanted) >= 4 and key.startswith(wanted)}
+    return starting.pop() if len(starting) == 1 else None
+
+
+def _problems_of(exc: ConfigurationError) -> list[str]:
+    """The listed problems of a ``ConfigurationError`` raised by the validation."""
+    return [line[2:] for line in str(exc).splitlines() if line.startswith("- ")] or [str(exc)]
+
+
 @dataclass(frozen=True)
 class Voice2FASettings:
     """Settings of :class:`Voice2FAMiddleware`. Build with keywords or :meth:`from_env`.
@@ -139,7 +183,8 @@ class Voice2FASettings:
     known_phone_days: int = 90
     """How long a verified (user, phone) pair keeps budgets of its own (S21)."""
     allowed_countries: Sequence[str] | None = None
-    """ISO region codes; ``None``: the country of ``from_number`` (any, without one)."""
+    """ISO 3166 alpha-2 region codes (``US``, ``GB``); ``None``: the country of ``from_number``
+    (any, without one). An unknown code (``USA``, ``UK``) is refused at start-up."""
     call_timeout: float = 10.0
 
     # Phone enrolment: confirming a number with a call before the app saves it
@@ -249,33 +294,14 @@ class Voice2FASettings:
         provider's from the ``SIGNALWIRE_*`` names; lists are comma-separated, booleans
         ``true``/``false``. An unknown ``VOICE2FA_*`` name is refused, with the closest one.
         """
-        env_path = env_file if env_file is not None and Path(env_file).is_file() else None
-        source = os.environ if environ is None else environ
-        config = Config(env_path, environ=source)
-        names = env_names()
-        known = set(names.values())
-        given = {k for k in (*source.keys(), *config.file_values.keys()) if k.startswith("VOICE2FA_")}
-        problems = []
-        for unknown in sorted(given - known):
-            close = difflib.get_close_matches(unknown, sorted(known), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            problems.append(f"{unknown} is not a setting{hint}")
-        values: dict[str, Any] = {}
-        for name, env_name in names.items():
-            raw = config(env_name, default=None)
-            if raw is None or raw == "":
-                continue
-            try:
-                values[name] = _parse(_FIELD_TYPES[name], raw)
-            except ValueError as exc:
-                problems.append(f"{env_name}={raw!r}: {exc}")
+        values, problems, _failed = _read_env(environ, env_file)
         values.update(overrides)
         if not problems:
             return cls(**values)
         try:  # every problem at once: those of the values that could be read too
             cls(**values)
         except ConfigurationError as exc:
-            problems += [line[2:] for line in str(exc).splitlines() if line.startswith("- ")]
+            problems += _problems_of(exc)
         raise ConfigurationError("voice2fa: unsafe or incomplete settings:\n- " + "\n- ".join(problems))
 
     def replace(self, **changes: Any) -> Voice2FASettings:
@@ -367,6 +393,8 @@ class Voice2FASettings:
             problems.append("body_timeout must be more than 0 and at most 120 seconds")
         if self.remember_days < 0:
             problems.append("remember_days must be 0 (off) or more")
+        if self.allowed_countries is not None:
+            problems += _region_problems(self.allowed_countries)
         for net in self.trusted_proxies:
             try:
                 ipaddress.ip_network(net, strict=False)
@@ -377,3 +405,99 @@ class Voice2FASettings:
 
 
 _FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(Voice2FASettings)}
+
+
+def _region_problems(countries: Sequence[str]) -> list[str]:
+    """``allowed_countries`` must name regions libphonenumber knows: a code it does not know
+    (``USA``, ``UK``) would match no number, and every call would be refused at run time."""
+    if isinstance(countries, str):
+        return [f"allowed_countries is a list of region codes such as ['US', 'CA'], not the text {countries!r}"]
+    import phonenumbers
+
+    unknown = [c for c in countries if not isinstance(c, str) or c.upper() not in phonenumbers.SUPPORTED_REGIONS]
+    if not unknown:
+        return []
+    return [
+        "allowed_countries (VOICE2FA_ALLOWED_COUNTRIES) must be ISO 3166 alpha-2 region codes such as US, "
+        f"GB or FR; not {', '.join(repr(c) for c in unknown)}"
+    ]
+
+
+def _read_env(
+    environ: Mapping[str, str] | None, env_file: str | Path | None
+) -> tuple[dict[str, Any], list[str], set[str]]:
+    """The settings' values from the environment and ``.env``: the values that could be read,
+    the problems (unknown names, values of the wrong type), and the fields that had one."""
+    env_path = env_file if env_file is not None and Path(env_file).is_file() else None
+    source = os.environ if environ is None else environ
+    config = Config(env_path, environ=source)
+    names = env_names()
+    known = set(names.values())
+    given = {k for k in (*source.keys(), *config.file_values.keys()) if k.startswith("VOICE2FA_")}
+    problems = []
+    for unknown in sorted(given - known):
+        close = _close_setting(unknown, names)
+        hint = f"; did you mean {close}?" if close else " (see the settings reference)"
+        problems.append(f"{unknown} is not a known setting{hint}")
+    values: dict[str, Any] = {}
+    failed: set[str] = set()
+    for name, env_name in names.items():
+        raw = config(env_name, default=None)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = _parse(_FIELD_TYPES[name], raw)
+        except ValueError:
+            failed.add(name)
+            problems.append(f"{env_name} must be {expected(name)} (got {raw!r})")
+    return values, problems, failed
+
+
+@dataclass(frozen=True)
+class EnvReport:
+    """What ``voice2fa check`` needs when the settings have problems: every problem, and
+    settings to go on checking with (the refused values left at their defaults)."""
+
+    settings: Voice2FASettings
+    problems: list[str]
+    failed: frozenset[str]
+    """The fields whose value was refused, or had to be set aside for the rest to be valid."""
+
+
+def read_env_report(environ: Mapping[str, str] | None = None, *, env_file: str | Path | None = ".env") -> EnvReport:
+    """Every problem of the settings in the environment, and the settings without the values
+    that cause them, so the checks that do not need those values can still run.
+
+    A value that is valid alone may clash with another (SignalWire credentials without a
+    caller id): the values are set aside one at a time, each time the one whose absence leaves
+    the fewest problems, until the rest is valid.
+    """
+    values, problems, failed = _read_env(environ, env_file)
+    kept = dict(values)
+    first = True
+    while True:
+        try:
+            settings = Voice2FASettings(**kept)
+            break
+        except ConfigurationError as exc:
+            left = _problems_of(exc)
+        if first:
+            problems += left
+            first = False
+        best: tuple[int, str] | None = None
+        for name in kept:
+            trial = {k: v for k, v in kept.items() if k != name}
+            try:
+                Voice2FASettings(**trial)
+                count = 0
+            except ConfigurationError as exc:
+                count = len(_problems_of(exc))
+            if count < len(left) and (best is None or count < best[0]):
+                best = (count, name)
+        if best is None:  # no single value is to blame: check with the defaults alone
+            failed.update(kept)
+            settings = Voice2FASettings()
+            break
+        failed.add(best[1])
+        del kept[best[1]]
+    return EnvReport(settings, problems, frozenset(failed))

@@ -5,8 +5,11 @@
   ``sid``, then, as the carrier does, POSTs to the ``Url`` with signed call parameters,
   presses a key at each ``<Gather>``, records what ``<Say>`` says, and posts status callbacks.
 - ``LiveServer``: runs any ASGI app under uvicorn on a free loopback port, in a thread.
-- pytest fixtures ``signalwire_double`` and ``live_server_factory``, available in every test
-  once the ``testing`` extra is installed (a ``pytest11`` plugin, loaded lazily).
+- ``voice2fa_override(app, double=...)``: points an app built at import time (the usual
+  FastAPI layout) at a double for one test, with a fresh caller and store.
+- pytest fixtures ``signalwire_double``, ``live_server_factory`` and ``voice2fa_app``,
+  available in every test once the ``testing`` extra is installed (a ``pytest11`` plugin,
+  loaded lazily).
 
 Needs the ``testing`` extra: ``pip install 'voice2fa-middleware[testing]'``.
 
@@ -47,9 +50,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from ._middleware import Voice2FAMiddleware
+from ._settings import Voice2FASettings
+from ._stores.memory import MemoryStore
 from ._telephony.simulator import SimulatedCall, simulate_call
 
-__all__ = ["LiveServer", "SignalWireDouble", "SimulatedCall", "port_for_later", "running"]
+__all__ = ["LiveServer", "SignalWireDouble", "SimulatedCall", "port_for_later", "running", "voice2fa_override"]
 
 
 def _free_socket(host: str = "127.0.0.1") -> socket.socket:
@@ -348,3 +354,55 @@ def running(app: ASGIApp, *, port: int = 0) -> Iterator[LiveServer]:
     """``with running(app) as server: httpx.get(server.url + "/")``."""
     with LiveServer(app, port=port) as server:
         yield server
+
+
+@contextmanager
+def voice2fa_override(
+    app: Any, *, double: SignalWireDouble, public_url: str | None = None, **settings: Any
+) -> Iterator[None]:
+    """Point an app built at import time at ``double`` for the ``with`` block (one test).
+
+    The usual layout builds the app once, when its module is imported (``app = FastAPI()``,
+    ``app.add_middleware(Voice2FAMiddleware, ...)``), and Starlette builds the middlewares once,
+    at the app's first start: without this, every later test runs with the first test's
+    settings, its caller (pointing at a double that is gone, so the breaker opens: 502, then
+    503) and its store. In the block, the app's ``Voice2FAMiddleware`` is built anew at the next
+    start, with its settings (the app's own, else the environment's, read now) pointing at
+    ``double``, ``public_url`` (``None``: the server's address) and ``settings`` on top; a new
+    caller (one the app passed is set aside); and a new ``MemoryStore`` unless the app passed a
+    store of another kind (give a Redis store a key prefix per test). After the block, the app is
+    as it was, built anew at its next start. Start the server inside the block.
+    """
+    entries = getattr(app, "user_middleware", None)
+    if entries is None or not hasattr(app, "middleware_stack"):
+        raise TypeError("voice2fa_override needs a Starlette or FastAPI app (one with add_middleware)")
+    original = list(entries)
+    replaced = []
+    for entry in original:
+        if not (isinstance(entry.cls, type) and issubclass(entry.cls, Voice2FAMiddleware)):
+            replaced.append(entry)
+            continue
+        kwargs = dict(entry.kwargs)
+        base = kwargs.get("settings") or Voice2FASettings.from_env()
+        kwargs["settings"] = base.replace(
+            signalwire_space=double.url,
+            signalwire_project=double.project,
+            signalwire_token=double.token,
+            from_number=double.from_number,
+            signing_key=double.signing_key,
+            public_url=public_url,
+            **settings,
+        )
+        kwargs.pop("caller", None)
+        if kwargs.get("store") is None or isinstance(kwargs["store"], MemoryStore):
+            kwargs.pop("store", None)  # the default: a new MemoryStore (the settings have no Redis URL)
+        replaced.append(type(entry)(entry.cls, *entry.args, **kwargs))
+    if replaced == original:
+        raise LookupError("voice2fa_override: the app has no Voice2FAMiddleware (added with app.add_middleware)")
+    app.user_middleware = replaced
+    app.middleware_stack = None  # Starlette builds it again at the next start, with the new entries
+    try:
+        yield
+    finally:
+        app.user_middleware = original
+        app.middleware_stack = None

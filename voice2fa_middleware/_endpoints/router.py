@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from .._errors import StoreError
 from .._flow.challenge import Challenger
 from .._flow.enrolment import Enrolment
+from .._flow.runtime import Misordered
 from .._web.forms import ClientGone, Refused
 from .._web.pages import text_response
 from .dev_phone import DevEndpoints
@@ -84,6 +85,8 @@ class OwnEndpoints:
         except HTTPException as exc:
             response = text_response(exc.status_code, exc.detail)
             response.headers.update(exc.headers or {})
+        except Misordered as exc:  # identify() needs a middleware that runs inside ours
+            response = self.ctx.misorder_response(exc)
         except ClientGone:
             # The client left mid-body (a closed tab, a dropped connection): nobody to answer,
             # and nothing failed on our side.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -23,8 +22,28 @@ logger = logging.getLogger("voice2fa")
 
 # Fields of a JSON post that may be true or false (a checkbox), not only strings.
 _FLAGS = frozenset({"remember"})
-_CODE_RE = re.compile(r"[0-9]+")
-_SEPARATORS = re.compile(r"[\s\-.]")
+_MAX_CODE_INPUT = 64
+"""Characters a typed code may have, separators included: bounded before any work on it."""
+
+
+def parse_code(raw: object, digits: int) -> str | None:
+    """The code a person typed, or ``None`` when it cannot be one.
+
+    People copy the code as the dev phone and the call say it (``1, 0, 9, 9, 5, 6``, or
+    ``1、0、9`` in Japanese) or group it (``109 956``, ``109-956``, ``(109) 956``), so anything
+    between the digits that is neither a letter nor a digit is a separator. A letter, or a digit
+    of another script, refuses the whole input: ``1o9956`` is a typo, and dropping the ``o`` would
+    silently lose a digit of what the person meant.
+    """
+    if not isinstance(raw, str) or len(raw) > _MAX_CODE_INPUT:
+        return None
+    kept: list[str] = []
+    for ch in raw:
+        if "0" <= ch <= "9":
+            kept.append(ch)
+        elif ch.isalnum():
+            return None
+    return "".join(kept) if len(kept) == digits else None
 
 
 class VerifyEndpoints:
@@ -124,9 +143,8 @@ class VerifyEndpoints:
         locked = await self.challenger.locked_for(user_tag, ctx.now())
         if locked:
             return ctx.error(request, 429, "locked", language=language, retry_after=locked, link=next_url)
-        raw = form.get("code", "")
-        code = _SEPARATORS.sub("", raw) if isinstance(raw, str) else ""
-        if not code.isascii() or not _CODE_RE.fullmatch(code) or len(code) != s.code_digits:
+        code = parse_code(form.get("code", ""), s.code_digits)
+        if code is None:
             current = await ctx.run(ctx.store.get(pending.challenge_id))
             left = s.max_attempts - current.attempts if current else 0
             return self._invalid(request, left, language, pending, current, next_url)

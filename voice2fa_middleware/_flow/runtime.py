@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from .._core.audit import AuditEvent, AuditHook, EventKind, emit
 from .._core.crypto import Keyring
@@ -46,11 +46,19 @@ logger = logging.getLogger("voice2fa")
 SelectLanguage = Callable[[HTTPConnection], "str | None"]
 
 
+class Misordered(ConfigurationError):
+    """``identify`` failed because a middleware it needs runs inside ours; the message says how
+    to order them. Raised at run time, as the order shows only when a request comes."""
+
+
 def default_store(s: Voice2FASettings, clock: Callable[[], float]) -> Store:
     if s.redis_url:
         from .._stores.redis import RedisStore
 
-        return RedisStore(s.redis_url, timeout=s.store_timeout, max_connections=s.redis_max_connections)
+        try:
+            return RedisStore(s.redis_url, timeout=s.store_timeout, max_connections=s.redis_max_connections)
+        except ValueError as exc:  # a URL redis-py cannot use: say which setting, not a traceback of its own
+            raise ConfigurationError(f"voice2fa: VOICE2FA_REDIS_URL is not a usable Redis URL: {exc}") from None
     return MemoryStore(max_challenges=s.memory_max_challenges, clock=clock)
 
 
@@ -195,15 +203,22 @@ class Runtime:
                 if inspect.isawaitable(result):
                     result = await result
         except AssertionError as exc:
-            raise self.misordered(exc) from exc
+            problem = self.misordered(exc)
+            if problem is None:
+                raise
+            raise problem from exc
         return as_identity(result)
 
-    def misordered(self, exc: AssertionError) -> Exception:
-        """What to raise when ``identify`` failed on a middleware placed after ours (Starlette
-        says "SessionMiddleware must be installed to access request.session")."""
-        text = str(exc)
-        if "must be installed" not in text:
+    def misordered(self, exc: BaseException) -> Misordered | None:
+        """The error that names the fix when ``identify`` failed on a middleware placed after
+        ours (Starlette says "SessionMiddleware must be installed to access request.session"),
+        else ``None``. Takes the ``AssertionError`` itself or the ``Misordered`` already made from
+        it (a sync ``identify`` runs through ``identify_conn``), so every caller answers alike."""
+        if isinstance(exc, Misordered):
             return exc
+        text = str(exc)
+        if not isinstance(exc, AssertionError) or "must be installed" not in text:
+            return None
         needed = text.split(" must be installed")[0]
         message = (
             f"voice2fa: identify() needs {needed} to run before Voice2FAMiddleware ({text}). "
@@ -213,7 +228,13 @@ class Runtime:
         if not self._warned_order:
             self._warned_order = True
             logger.error("%s", message)
-        return ConfigurationError(message)
+        return Misordered(message)
+
+    @staticmethod
+    def misorder_response(problem: Misordered) -> Response:
+        """The one answer to a misordered middleware, wherever it is found: a 500 naming the fix
+        (the path rules, the decorator, the FastAPI dependency, the middleware's own pages)."""
+        return PlainTextResponse(str(problem), status_code=500)
 
     def language(self, conn: HTTPConnection) -> str:
         if self.select_language is not None:

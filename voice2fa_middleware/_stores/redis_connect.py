@@ -61,10 +61,36 @@ def _hosts(netloc: str, default_port: int) -> tuple[str | None, str | None, list
             host, _, port = item.partition(":")
         if not host or (port and not port.isdigit()):
             raise ValueError(f"not a host[:port]: {item!r}")
-        found.append((host, int(port) if port else default_port))
+        found.append((host, _port(port) if port else default_port))
     if not found:
         raise ValueError("the URL names no host")
     return username, password, found
+
+
+def _port(text: str) -> int:
+    """A port number, or a ``ValueError`` that says what is wrong (not Python's words)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"the port must be a number from 1 to 65535, not {text!r}")
+    return int(text)
+
+
+def _check_server_url(url: str) -> None:
+    """Refuse what redis-py would fail on later, or with a traceback of its own: a port out of
+    range or not a number (``redis://host:99999``), a scheme it does not know."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            f"the URL starts with {parts.scheme + '://' if parts.scheme else 'no scheme'}; "
+            "use redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://"
+        )
+    if parts.scheme.lower() == "unix":
+        return
+    host_port = parts.netloc.rpartition("@")[2]
+    port = host_port.rpartition("]")[2] if host_port.startswith("[") else host_port
+    if ":" in port:
+        _port(port.rpartition(":")[2])
+    if not parts.hostname:
+        raise ValueError("the URL names no host")
 
 
 def _one(query: dict[str, list[str]], name: str) -> str | None:
@@ -112,6 +138,7 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Connection:
         return _sentinel(url, scheme == "rediss+sentinel", common, max_connections)
     from redis.asyncio import BlockingConnectionPool, Redis
 
+    _check_server_url(url)
     # A blocking pool: when every connection is in use, a command waits for one (up to the
     # store timeout) instead of failing at once: a busy pool is not a Redis that is down.
     pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout, **common)
