@@ -154,9 +154,11 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Overhead next to a bare app, measured with wrk over loopback (needs wrk and redis-server)."""
+    """Overhead next to a bare app, measured with wrk over loopback (needs wrk and redis-server);
+    then pacing: 50 users starting challenges at once against a double taking 5 calls a second."""
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/pacing.py")
 
 
 @nox.session

@@ -49,6 +49,7 @@ def settings() -> Voice2FASettings:
         calls_per_user_per_hour=big,
         calls_per_client_per_hour=big,
         memory_max_challenges=1_000_000,
+        calls_per_second=0,  # (e) measures what a challenge costs, not the provider's pace (see pacing.py)
     )
 
 

@@ -69,6 +69,9 @@ LIMITS: dict[str, Limit] = {
     "enrol_calls_per_client_per_hour": Limit("at least 1", low=1),
     "enrol_calls_per_phone_per_hour": Limit("at least 1", low=1),
     "shared_phone_accounts": Limit("at least 1", low=1),
+    "calls_per_second": Limit("0 (no pacing) to 1000", low=0, high=1000),
+    "reported_pause": Limit("0 (no pause) to 86400 seconds", low=0, high=86400),
+    "from_numbers": Limit("ISO region codes and E.164 numbers", refused=({"France": "+33123456789"},)),
     "body_timeout": Limit("more than 0, at most 120 seconds", high=120, refused=(0, 0.0)),
 }
 
@@ -162,6 +165,8 @@ def _default(value: Any) -> str:
         return f'`"{value}"`' if value else '`""`'
     if isinstance(value, tuple) and not value:
         return "`()`"
+    if isinstance(value, dict) and not value:
+        return "`{}`"
     return f"`{value!r}`"
 
 
@@ -171,6 +176,8 @@ def _env_form(kind: str) -> str:
         return "`true` / `false`"
     if "Sequence[str]" in base:
         return "comma-separated"
+    if "Mapping[str, str]" in base:
+        return "comma-separated `KEY=value` pairs"
     if base in ("int", "float"):
         return "a number"
     return "text"
@@ -206,7 +213,7 @@ def rows() -> list[Row]:
                 env=env[f.name],
                 type=str(f.type),
                 env_form=_env_form(str(f.type)),
-                default=_default(f.default),
+                default=_default(f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default),
                 limits=limit.text if limit else "",
                 description=description,
             )

@@ -306,6 +306,9 @@ def harness_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Ha
         clock = FakeClock()
         events: list[AuditEvent] = []
         env = double.env(public_url=f"http://127.0.0.1:{port}")
+        # Calls are not paced unless a test asks (tests/test_call_fidelity.py does): the other
+        # tests place calls back to back, and one per second would only slow them down.
+        settings.setdefault("calls_per_second", 0)
         config = Voice2FASettings.from_env(env, env_file=None, secret_key=SECRET, **settings)
         the_store = make_store(store, request, clock) if isinstance(store, str) else store
         kwargs: dict[str, Any] = dict(

@@ -228,6 +228,7 @@ async def _exercise(store: Any) -> None:
     assert (await store.hit(lockout.key, 60, time.time()))[0] == 2
     assert (await store.peek(lockout.key, time.time()))[0] == 2
     await store.clear(lockout.key)
+    assert await store.reserve_slot("pace:" + user, 1.0, time.time(), 10.0) == 0  # the pacer of calls
     await store.delete(ch.id)
     await store.ping()
 

@@ -249,3 +249,18 @@ def test_phone_enrolment_is_counted(harness_factory: Callable[..., Harness], ote
             assert c.post("/voice2fa/verify", data=form).status_code == 303
     assert otel.total("voice2fa.phones.confirmed", **{"voice2fa.country": "US"}) == 2
     assert otel.total("voice2fa.phones.shared", **{"voice2fa.country": "US"}) == 1
+
+
+def test_reported_and_machine_calls_are_counted(harness_factory: Callable[..., Harness], otel: Otel) -> None:
+    """The call itself: 9 ("not me") and a voicemail answering each have their metric."""
+    double = SignalWireDouble(presses=("9",)).start()
+    h = _harness(harness_factory, otel, double=double)
+    with h.client() as c:
+        assert c.get("/account").status_code == 303
+        double.wait_for_calls(1)
+    assert otel.total("voice2fa.calls.reported", **{"voice2fa.country": "US"}) == 1
+    double.answered_by = "machine_end_beep"
+    with h.client(user="bob") as c:
+        assert c.get("/account").status_code == 303
+        double.wait_for_calls(2)
+    assert otel.total("voice2fa.calls.machine") == 1

@@ -61,6 +61,11 @@ def _parse(kind: str, raw: str) -> Any:
         return float(raw)
     if base.startswith("Sequence[str]"):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if base.startswith("Mapping[str, str]"):
+        pairs = [part.strip() for part in raw.split(",") if part.strip()]
+        if not all("=" in pair for pair in pairs):
+            raise ValueError("expected REGION=NUMBER pairs, such as FR=+33123456789,GB=+441234567890")
+        return {k.strip().upper(): v.strip() for k, v in (pair.split("=", 1) for pair in pairs)}
     return raw
 
 
@@ -125,6 +130,11 @@ class Voice2FASettings:
     signalwire_token: str | None = None
     from_number: str | None = None
     """The caller id (E.164) the calls come from."""
+    from_numbers: Mapping[str, str] = field(default_factory=dict)
+    """Caller ids by the country called (ISO region code -> E.164; environment:
+    ``FR=+33123456789,GB=+441234567890``): a call to a French number comes from the French
+    number, which people answer more readily and which costs less; any other country's call
+    from ``from_number``. Each must be a number of your SignalWire space."""
     signing_key: str | None = None
     """Key of the webhook signatures; falls back to ``signalwire_token``."""
     public_url: str | None = None
@@ -186,6 +196,20 @@ class Voice2FASettings:
     """ISO 3166 alpha-2 region codes (``US``, ``GB``); ``None``: the country of ``from_number``
     (any, without one). An unknown code (``USA``, ``UK``) is refused at start-up."""
     call_timeout: float = 10.0
+    calls_per_second: float = 1.0
+    """Calls placed per second, across every worker and host (a token bucket in the store):
+    SignalWire accepts 1 call per second per project unless you ask for more. Calls over the
+    rate wait for their turn when it comes within ``call_timeout``, else are refused with a
+    503 and ``Retry-After`` (nothing charged). ``0``: no pacing. The console caller is not paced."""
+    answering_machine_detection: bool = True
+    """Ask SignalWire to tell a voicemail from a person (asynchronous answering machine
+    detection: the call is not delayed); a voicemail is hung up on without a word of the code,
+    and the verify page says so. The provider bills detection per call (about $0.001 on
+    SignalWire's price list: check yours); the key press before the code stays the defence."""
+    reported_pause: int = 3600
+    """After the user presses 9 in a call ("I did not try to sign in"), no call is placed to
+    them for this many seconds, so someone who holds their password cannot keep their phone
+    ringing. ``0``: no pause (the challenge is still cancelled and the event audited)."""
 
     # Phone enrolment: confirming a number with a call before the app saves it
     phoneless: Literal["enrol", "refuse", "allow"] | None = None
@@ -232,6 +256,7 @@ class Voice2FASettings:
         ephemeral = not keys
         if ephemeral:
             keys = (secrets.token_urlsafe(32),)
+        object.__setattr__(self, "from_numbers", {k.upper(): v for k, v in dict(self.from_numbers or {}).items()})
         object.__setattr__(self, "secret_keys", keys)
         object.__setattr__(self, "ephemeral_secret", ephemeral)
         self._validate()
@@ -330,6 +355,13 @@ class Voice2FASettings:
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
+        if not 0 <= self.calls_per_second <= 1000:
+            problems.append("calls_per_second must be 0 (no pacing) to 1000")
+        if not 0 <= self.reported_pause <= 86400:
+            problems.append("reported_pause must be 0 (no pause) to 86400 seconds")
+        for region, number in self.from_numbers.items():
+            if not re.fullmatch(r"[A-Z]{2}", region) or not re.fullmatch(r"\+[1-9][0-9]{6,14}", number):
+                problems.append(f"from_numbers: {region}={number} is not a region code and an E.164 number")
         provider = [self.signalwire_space, self.signalwire_project, self.signalwire_token]
         if any(provider) and not all(provider):
             problems.append(

@@ -153,8 +153,16 @@ class SignalWireDouble:
 
     ``outcome`` is how the next calls end: ``"completed"`` (answered; the LaML is fetched),
     or ``"busy"``, ``"no-answer"``, ``"failed"``. ``presses`` are the keys pressed at each
-    ``<Gather>`` in turn. ``create_delay`` makes Create Call slow to answer. ``port`` fixes
-    the port (``port_for_later()``): a caller can try it before the double starts (refused).
+    ``<Gather>`` in turn (``("9",)``: "I did not try to sign in"). ``answered_by`` is who
+    picks up: ``"human"``, or an answering machine (``"machine_end_beep"``, or another of
+    SignalWire's AnsweredBy values), which presses no key; when Create Call asked for
+    asynchronous answering machine detection, the verdict is posted to its
+    ``AsyncAmdStatusCallback``. ``press_delay`` makes the person slow to press (longer than
+    a ``<Gather>``'s timeout: not heard). ``calls_per_second`` limits Create Call as
+    SignalWire does (``0``: no limit): a call over it is answered ``429`` with ``Retry-After``.
+    ``create_delay`` makes Create Call slow to answer. ``port`` fixes the port
+    (``port_for_later()``): a caller can try it before the double starts (refused). Each of
+    these is an attribute too, read at each call: change it between calls.
     """
 
     def __init__(
@@ -168,6 +176,9 @@ class SignalWireDouble:
         presses: Sequence[str] = ("1",),
         create_delay: float = 0.0,
         port: int = 0,
+        answered_by: str = "human",
+        press_delay: float = 0.0,
+        calls_per_second: float = 0.0,
     ) -> None:
         self.project = project
         self.token = token
@@ -176,6 +187,12 @@ class SignalWireDouble:
         self.outcome = outcome
         self.presses = tuple(presses)
         self.create_delay = create_delay
+        self.answered_by = answered_by
+        self.press_delay = press_delay
+        self.calls_per_second = calls_per_second
+        self._accepted_at: list[float] = []  # when the calls of the last second were created
+        self.created_at: list[float] = []
+        """When each call was created (``time.monotonic()``), in order: the pace calls came at."""
         self.calls: list[SimulatedCall] = []
         self.create_requests: list[list[tuple[str, str]]] = []
         self.rejected: list[int] = []
@@ -303,6 +320,12 @@ class SignalWireDouble:
                 return JSONResponse(errors, status_code=status, headers=headers)
             error = {"code": "21210", "message": "Call failed", "status": status}
             return JSONResponse(error, status_code=status, headers=headers)
+        if self.calls_per_second and self._over_rate():
+            self.rejected.append(429)
+            message = "Too Many Requests: calls per second limit reached"
+            return JSONResponse(
+                {"code": "20429", "message": message, "status": 429}, status_code=429, headers={"Retry-After": "1"}
+            )
         missing = [name for name in ("From", "To", "Url") if not form.get(name)]
         if missing:
             self.rejected.append(400)
@@ -311,6 +334,7 @@ class SignalWireDouble:
                 status_code=400,
             )
         sid = str(uuid.uuid4())
+        self.created_at.append(time.monotonic())
         call = SimulatedCall(
             sid=sid,
             to=str(form["To"]),
@@ -318,6 +342,8 @@ class SignalWireDouble:
             url=str(form["Url"]),
             status_callback=str(form.get("StatusCallback") or "") or None,
             account_sid=self.project,
+            send_digits=str(form.get("SendDigits") or ""),
+            amd_callback=str(form.get("AsyncAmdStatusCallback") or "") or None,
         )
         with self._changed:
             self.calls.append(call)
@@ -335,6 +361,16 @@ class SignalWireDouble:
         }
         return JSONResponse(body, status_code=201)
 
+    def _over_rate(self) -> bool:
+        """Whether one more call now would pass ``calls_per_second`` (in a sliding second, less
+        the 50 ms that requests sent on time may drift on their way); when not, it is counted."""
+        now = time.monotonic()
+        self._accepted_at = [t for t in self._accepted_at if now - t < 0.95]
+        if len(self._accepted_at) >= max(1, int(self.calls_per_second)):
+            return True
+        self._accepted_at.append(now)
+        return False
+
     async def _carry(self, call: SimulatedCall) -> None:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=10.0)
@@ -344,6 +380,8 @@ class SignalWireDouble:
             signing_key=self.signing_key or self.token,
             outcome=self.outcome,
             presses=self.presses,
+            answered_by=self.answered_by,
+            press_delay=self.press_delay,
         )
         with self._changed:
             self._changed.notify_all()

@@ -14,6 +14,7 @@ EventKind = Literal[
     "call_failed",
     "call_refused",
     "call_status",
+    "call_reported",
     "verified",
     "failed",
     "locked",

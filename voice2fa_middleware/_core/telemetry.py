@@ -27,6 +27,8 @@ INSTRUMENTS = {
     "voice2fa.calls.failed": ("counter", "{call}", "Calls the provider refused or failed to answer for"),
     "voice2fa.calls.refused": ("counter", "{call}", "Calls not placed: cooldown, budget, country, phone, lockout"),
     "voice2fa.calls.outcomes": ("counter", "{call}", "How calls ended, from the provider's status callbacks"),
+    "voice2fa.calls.reported": ("counter", "{call}", "Calls the person called reported (pressed 9: not me)"),
+    "voice2fa.calls.machine": ("counter", "{call}", "Calls answering machine detection found a machine answered"),
     "voice2fa.verifications": ("counter", "{verification}", "Codes submitted: succeeded or failed"),
     "voice2fa.lockouts": ("counter", "{lockout}", "Users locked out after too many wrong codes"),
     "voice2fa.budgets.exhausted": ("counter", "{budget}", "Calls refused because a budget was spent, by budget"),
@@ -108,8 +110,12 @@ class Telemetry:
             self.add("voice2fa.calls.failed", attributes)
         elif kind == "call_refused":
             self.add("voice2fa.calls.refused", {**country, "voice2fa.reason": _refusal(str(detail.get("reason", "")))})
+        elif kind == "call_status" and detail.get("status") == "machine":
+            self.add("voice2fa.calls.machine")
         elif kind == "call_status" and detail.get("status") in _FINAL:
             self.add("voice2fa.calls.outcomes", {"voice2fa.call.status": str(detail["status"])})
+        elif kind == "call_reported":
+            self.add("voice2fa.calls.reported", country)
         elif kind == "verified":
             self.add("voice2fa.verifications", {"voice2fa.result": "succeeded"})
         elif kind == "failed":

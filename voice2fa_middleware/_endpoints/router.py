@@ -51,6 +51,7 @@ class OwnEndpoints:
             Route(f"{p}/laml/{{token}}", hooks.laml, methods=["POST"]),
             Route(f"{p}/laml/{{token}}/{{action}}", hooks.laml, methods=["POST"]),
             Route(f"{p}/status/{{token}}", hooks.status, methods=["POST"]),
+            Route(f"{p}/status/{{token}}/amd", hooks.amd, methods=["POST"]),
             Route(f"{p}/static/{{name}}", self.static, methods=["GET"]),
         ]
         if enrolment is not None:  # the phone page exists when the app can save a number

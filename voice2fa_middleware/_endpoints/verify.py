@@ -15,6 +15,7 @@ from .._flow.enrolment import Enrolment
 from .._flow.pending import Pending
 from .._stores.base import Challenge
 from .._telephony.numbers import mask
+from .._telephony.status import REPORTED
 from .._web.forms import Refused, check_csrf, is_same_site, read_form
 from .._web.pages import json_response, script_json
 
@@ -91,6 +92,8 @@ class VerifyEndpoints:
             return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
         identity = await ctx.identify_conn(request)
         ch = await ctx.run(ctx.store.get(pending.challenge_id))
+        if ch is None and identity is not None and await self._reported(pending):
+            return ctx.error(request, 410, "call_reported", language=language, link=next_url)
         if identity is None or ch is None or not ctx.keys.tag_matches("user", identity.user_id, ch.user_tag):
             return ctx.error(request, 400, "no_challenge", language=language, link=next_url)
         notice = None
@@ -320,10 +323,21 @@ class VerifyEndpoints:
 
     # -- status, call again, cancel --------------------------------------------------------------
 
+    async def _reported(self, pending: Pending) -> bool:
+        """Whether the pending challenge ended because the person called pressed 9 (the
+        challenge is deleted then; a mark says why, for ``code_ttl``)."""
+        key = self.challenger.budgets.reported_call_key(pending.user_tag, pending.challenge_id)
+        count, _left = await self.ctx.run(self.ctx.store.peek(key, self.ctx.now()))
+        return bool(count > 0)
+
     async def status(self, request: Request) -> Response:
         ctx = self.ctx
         pending = ctx.pending(request)
         ch = await ctx.run(ctx.store.get(pending.challenge_id)) if pending else None
+        if ch is None and pending is not None and await self._reported(pending):
+            # The call was reported ("not me"): the page says what happened and what to do.
+            ended = {"attempts_left": 0, "resend_in": 0, "calls_left": 0, "expires_in": 0}
+            return json_response(200, {"call_status": REPORTED, **ended})
         if ch is None or pending is None or ch.user_tag != pending.user_tag:
             return json_response(404, {"error": "no_challenge"})
         return json_response(

@@ -19,7 +19,12 @@ name                      counts                                      limit (set
 ``enrol_client``          enrolment calls from one client network     ``enrol_calls_per_client_per_hour``
 ``lockout``               one user's wrong codes                      ``lockout_failures``,
                                                                       ``lockout_window``
+``reported``              calls the user reported ("press 9": not     1, ``reported_pause``
+                          me): while it counts one, no call to them
 ========================  ==========================================  ==============================
+
+Numbers with an extension are counted by their line (``+12025550100``, whatever the
+extension): the budgets bound what calls cost, and a call costs what its line costs.
 
 Shared budgets (``SHARED``: ``all``, ``all_known``, ``phone``, ``enrol_phone``) are spent by
 many users together: when one is spent, a warning is logged, for an operator to look.
@@ -44,6 +49,7 @@ from dataclasses import dataclass
 from .._core.crypto import Keyring
 from .._settings import Voice2FASettings
 from .._stores.base import Bucket, own_slot, user_key
+from .._telephony.numbers import line_of
 
 SHARED = frozenset({"all", "all_known", "phone", "enrol_phone"})
 HOUR = 3600
@@ -93,9 +99,21 @@ class Budgets:
         s = self.settings
         return Bucket("fail:" + user_key(user_tag), s.lockout_failures, s.lockout_window, "lockout")
 
+    def reported(self, user_tag: str) -> Bucket:
+        """The pause after the user pressed 9 in a call ("I did not try to sign in"): while it
+        counts a hit, no call is placed to them, so an attacker who holds the password cannot
+        keep the phone ringing. Checked before any budget is charged."""
+        return Bucket("reported:" + user_key(user_tag), 1, self.settings.reported_pause, "reported")
+
+    @staticmethod
+    def reported_call_key(user_tag: str, challenge_id: str) -> str:
+        """The mark that a challenge ended because its call was reported: the verify page's
+        status (the challenge itself is deleted) reads it to say what happened."""
+        return f"reported:{user_key(user_tag)}:{challenge_id}"
+
     def known_phone_key(self, user_tag: str, e164: str) -> str:
         """The counter that says this user verified this phone (renewed by each verification)."""
-        return f"known:{user_key(user_tag)}:{self.keys.tag('phone', e164)}"
+        return f"known:{user_key(user_tag)}:{self.keys.tag('phone', line_of(e164))}"
 
     def verification(self, user_tag: str, e164: str, client: str) -> CallBudgets:
         """The budgets a verification call is charged to (S8, S21).
@@ -107,7 +125,7 @@ class Budgets:
         flood of new accounts, until the deployment's "new" budget resets.
         """
         s, x = self.settings, self.scale
-        user, phone_tag = user_key(user_tag), self.keys.tag("phone", e164)
+        user, phone_tag = user_key(user_tag), self.keys.tag("phone", line_of(e164))
         client_bucket = self._client("calls:client:", client, s.calls_per_client_per_hour, "client")
         own = Bucket("calls:user:" + user, s.calls_per_user_per_hour * x, HOUR, "user")
         known = [
@@ -130,7 +148,7 @@ class Budgets:
         the number, the user and the client network: stricter, since enrolment calls go to
         numbers the user chose (the toll-fraud front door)."""
         s, x = self.settings, self.scale
-        phone = own_slot(self.keys.tag("phone", e164))
+        phone = own_slot(self.keys.tag("phone", line_of(e164)))
         buckets = [
             Bucket("calls:all", s.calls_per_hour * x, HOUR, "all"),
             Bucket("calls:phone:" + phone, s.calls_per_phone_per_hour * x, HOUR, "phone"),
@@ -148,6 +166,6 @@ class Budgets:
     def enrolled(self, user_tag: str, e164: str) -> tuple[str, str]:
         """The counters of accounts that confirmed a number within a day: this user's
         first confirmation of it, and the number's accounts."""
-        phone_tag = own_slot(self.keys.tag("phone", e164))
+        phone_tag = own_slot(self.keys.tag("phone", line_of(e164)))
         return f"enrolled:{user_key(user_tag)}:{phone_tag}", "enrolled:phone:" + phone_tag
 

@@ -20,6 +20,11 @@ The steps, for a first call (``Challenger.start``):
 
 Another call for a live challenge (``Challenger.call_again``) charges the same budgets and
 follows the same rule.
+
+Before either, a user who reported a call ("press 9: I did not try to sign in") within
+``reported_pause`` is refused (429) before anything is charged. And every call waits for its
+slot of ``calls_per_second`` (a pacer in the store, shared by every worker) before it is
+placed: within ``call_timeout``, else refused (503) and its charge given back.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import anyio
@@ -42,7 +47,8 @@ from .._core.urls import safe_next
 from .._errors import CallError, ProviderUnavailableError, StoreError
 from .._settings import Voice2FASettings
 from .._stores.base import Bucket, Challenge, challenge_id
-from .._telephony.numbers import check_phone, region_of
+from .._telephony.callers import SendsDigits, sends_digits
+from .._telephony.numbers import check_phone, line_of, region_of, send_digits
 from .._web.forms import ClientGone, Refused, read_body
 from .._web.pages import json_response
 from .budgets import SHARED, Budgets, CallBudgets
@@ -50,6 +56,9 @@ from .pending import MAX_KEPT_COOKIE, MAX_KEPT_FORM, Pending, Resubmission
 from .runtime import Runtime
 
 logger = logging.getLogger("voice2fa")
+
+# The store key of the pacer of calls (one for the deployment: the provider's limit is per project).
+PACER_KEY = "pace:calls"
 
 # The page to go back to travels in the pending cookie and the verify URL: bounded, so a long
 # link cannot outgrow what browsers keep in a cookie (4 KB) and make every visit a new call.
@@ -266,6 +275,9 @@ class Challenger:
         now = ctx.now()
         user_tag = ctx.keys.tag("user", identity.user_id)
         binding = self.binding(policy, identity, e164)
+        if (reported := await self.reported_for(user_tag)) > 0:
+            await ctx.audit("call_refused", request, identity.user_id, reason="reported")
+            return ctx.error(request, 429, "reported", language=language, retry_after=reported, link=back)
         if (left := ctx.caller.paused_for()) > 0:
             # The provider is failing (circuit open): no call, so no budget is charged. A
             # challenge already under way still goes to its verify page.
@@ -408,6 +420,13 @@ class Challenger:
         key = self.budgets.known_phone_key(user_tag, e164)
         await ctx.run(ctx.store.hit(key, self.settings.known_phone_days * 86400, ctx.now(), renew=True))
 
+    async def reported_for(self, user_tag: str) -> float:
+        """Seconds calls to the user stay paused after they reported one (0: not paused)."""
+        if self.settings.reported_pause <= 0:
+            return 0.0
+        count, left = await self.ctx.run(self.ctx.store.peek(self.budgets.reported(user_tag).key, self.ctx.now()))
+        return max(left, 1.0) if count else 0.0
+
     async def locked_for(self, user_tag: str, now: float) -> float:
         """Seconds until the user's lockout ends (0: not locked)."""
         count, left = await self.ctx.run(self.ctx.store.peek(self.lockout(user_tag).key, now))
@@ -429,6 +448,9 @@ class Challenger:
         Charged to the same budgets as its first call; nothing is charged while the provider
         is paused, and the charge is given back when the provider does not accept the call."""
         ctx, s = self.ctx, self.settings
+        if (reported := await self.reported_for(challenge.user_tag)) > 0:
+            await ctx.audit("call_refused", request, user_id, reason="reported")
+            return ctx.error(request, 429, "reported", language=language, retry_after=reported, link=back)
         if (left := ctx.caller.paused_for()) > 0:
             await ctx.audit("call_failed", request, user_id, provider_status=0, reason="provider_unavailable")
             return ctx.error(request, 503, "provider_unavailable", language=language, retry_after=left, link=back)
@@ -472,6 +494,28 @@ class Challenger:
 
     # -- the call ----------------------------------------------------------------------------------
 
+    async def _pace(self) -> float:
+        """Wait for this call's slot of ``calls_per_second``, shared by every worker through the
+        store (each call takes the next free slot); returns ``0`` once it may be placed, or the
+        seconds to come back in when its slot is further off than ``call_timeout`` (then no
+        slot is taken). Development callers call no one: they are not paced. A store that
+        cannot pace (without ``reserve_slot``, or failing) lets the call go: the provider's
+        own 429 is back-pressure the caller waits out."""
+        ctx, s = self.ctx, self.settings
+        reserve = getattr(ctx.store, "reserve_slot", None)
+        if s.calls_per_second <= 0 or ctx.caller.calls_nobody or reserve is None:
+            return 0.0
+        try:
+            wait = float(await ctx.run(reserve(PACER_KEY, 1.0 / s.calls_per_second, ctx.now(), s.call_timeout)))
+        except StoreError as exc:
+            logger.warning("voice2fa: could not pace the call (placing it now): %s", exc)
+            return 0.0
+        if wait > s.call_timeout:
+            return wait
+        if wait > 0:
+            await anyio.sleep(wait)  # this request waits; the event loop does not
+        return 0.0
+
     async def _dial(
         self, request: Request, challenge: Challenge, nonce: str, user_id: str, link: str
     ) -> Response | None:
@@ -480,18 +524,26 @@ class Challenger:
         ctx, s = self.ctx, self.settings
         token = ctx.keys.call.dumps([challenge.id, nonce])
         base = ctx.base_url(request) + ctx.mounted(request)
-        about: dict[str, str | int] = {"challenge": challenge.id, "country": region_of(challenge.phone) or ""}
+        region = region_of(challenge.phone) or ""
+        about: dict[str, str | int] = {"challenge": challenge.id, "country": region}
+        if (later := await self._pace()) > 0:
+            # More calls are asked for than the provider takes per second: come back later.
+            logger.warning("voice2fa: calls over calls_per_second=%s; refused for %.0f s", s.calls_per_second, later)
+            await ctx.audit("call_refused", request, user_id, reason="paced", country=region)
+            return ctx.error(request, 503, "calls_busy", link=link, retry_after=later)
+        to, digits = line_of(challenge.phone), send_digits(challenge.phone)
+        from_ = s.from_numbers.get(region, ctx.from_number)
+        urls = {"laml_url": f"{base}/laml/{token}", "status_url": f"{base}/status/{token}"}
         started = time.perf_counter()
         outcome = "placed"
         try:
             with ctx.telemetry.span("voice2fa.create_call", request.headers, "client", **about):
                 with anyio.fail_after(s.call_timeout + 1):  # anyio's: callers may use its shields
-                    sid = await ctx.caller.place_call(
-                        to=challenge.phone,
-                        from_=ctx.from_number,
-                        laml_url=f"{base}/laml/{token}",
-                        status_url=f"{base}/status/{token}",
-                    )
+                    if digits and sends_digits(ctx.caller):  # an extension, pressed once connected
+                        capable = cast(SendsDigits, ctx.caller)
+                        sid = await capable.place_call(to=to, from_=from_, **urls, send_digits=digits)
+                    else:  # a caller that cannot press keys: the user reaches the extension
+                        sid = await ctx.caller.place_call(to=to, from_=from_, **urls)
         except Exception as exc:  # any failure of the caller: a clear page, never a 500
             outcome = "failed"
             error = exc if isinstance(exc, CallError) else None

@@ -73,6 +73,7 @@ def default_caller(s: Voice2FASettings, on_state_change: Callable[[str], None] |
             # Probe a provider back after a short outage soon: 5 s, doubling up to 30 s.
             first_cooldown=5.0,
             on_state_change=on_state_change,
+            machine_detection=s.answering_machine_detection,
         )
     logger.warning(
         "voice2fa: no SignalWire credentials, using the CONSOLE CALLER: calls are "
@@ -162,7 +163,7 @@ class Runtime:
         self.allowed_regions: frozenset[str] | None = (
             frozenset(r.upper() for r in s.allowed_countries)
             if s.allowed_countries is not None
-            else (frozenset({r}) if (r := region_of(s.from_number)) else None)
+            else (frozenset({r, *s.from_numbers}) if (r := region_of(s.from_number)) else None)
         )
         self.from_number = s.from_number or "+10000000000"
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in s.trusted_proxies]

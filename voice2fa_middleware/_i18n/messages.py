@@ -33,6 +33,8 @@ _ALL = (
     # TRANSLATORS: put inside say.intro as {app} when the app has a name.
     message("say.app", " from {name}"),
     message("say.intro", "Hello. This is a verification call{app}. Press any key to hear your code."),
+    # TRANSLATORS: said right after say.intro, inside the same key press prompt.
+    message("say.not_me", "If you did not try to sign in, press 9."),
     message("say.no_key", "We did not receive a key press. Goodbye."),
     # TRANSLATORS: {digits} is the code, one digit at a time with pauses ("0, 1, 2").
     message("say.code", "Your verification code is: {digits}."),
@@ -40,6 +42,12 @@ _ALL = (
     message("say.repeat", "Press 1 to hear it again."),
     message("say.goodbye", "Thank you. Goodbye."),
     message("say.expired", "This code has expired. Please request a new call. Goodbye."),
+    # TRANSLATORS: after the person called pressed 9 (they did not try to sign in).
+    message(
+        "say.reported",
+        "Thank you. We will not read the code, and we will not call you for a while. "
+        "If you did not try to sign in, change your password. Goodbye.",
+    ),
     # -- the verify page --------------------------------------------------------------------
     message("page.title", "Verify it's you"),
     # TRANSLATORS: {phone} is the masked number, such as "•••• 0143".
@@ -70,6 +78,16 @@ _ALL = (
     message("page.status.no-answer", "The call was not answered. Ask for a new call."),
     message("page.status.failed", "The call could not be completed. Ask for a new call."),
     message("page.status.canceled", "The call was canceled. Ask for a new call."),
+    # TRANSLATORS: answering machine detection found that voicemail took the call.
+    message(
+        "page.status.machine",
+        "Your voicemail answered, so the code was not read. Keep your phone at hand and ask for a new call.",
+    ),
+    # TRANSLATORS: someone pressed 9 in the call ("I did not try to sign in").
+    message(
+        "page.status.reported",
+        "You reported this call. If it was you after all, try again later; if not, change your password.",
+    ),
     message("page.sent", "We are calling you again. The previous code no longer works."),
     message("error.background", "This needs a verification call first. Open the page again to start it."),
     message("page.kept", "Your changes are kept: after you enter the code, you can submit them again."),
@@ -88,6 +106,18 @@ _ALL = (
     message("error.locked", "Too many wrong codes. Try again {duration}."),
     message("error.rate_limited", "Too many calls. Try again {duration}."),
     message("error.call_failed", "We could not place the call."),
+    # TRANSLATORS: {duration} as in error.locked.
+    message(
+        "error.reported",
+        "You reported a call you did not expect; calls are paused. Try again {duration}. "
+        "If you did not try to sign in, change your password.",
+    ),
+    message(
+        "error.call_reported",
+        "You reported this call. If it was you after all, try again later; if not, change your password.",
+    ),
+    # TRANSLATORS: more calls are asked for than the provider takes per second; {duration} as in error.locked.
+    message("error.calls_busy", "We are placing many calls right now. Try again {duration}."),
     message("error.provider_unavailable", "Calls are unavailable right now."),
     message("error.store", "Verification is unavailable right now."),
     message("error.phone", "We cannot call the phone number on your account."),

@@ -249,6 +249,15 @@ class Store(Protocol):
         """Give back one hit to each bucket that still counts one (never below zero): a call
         was charged but the provider did not accept it (S26)."""
 
+    async def reserve_slot(self, key: str, interval: float, now: float, max_wait: float) -> float:
+        """Take the next free slot of a pacer (a token bucket of one token every ``interval``
+        seconds, shared by every process that sees the store): the seconds from ``now`` until
+        this caller may act, its slot taken, each concurrent caller getting the next one
+        (atomic). When that is more than ``max_wait``, nothing is taken and the wait is
+        returned all the same (the caller refuses, and says when to come back).
+
+        Pacing calls to the provider's calls per second: see ``calls_per_second``."""
+
     async def peek(self, key: str, now: float) -> tuple[int, float]:
         """The count and seconds left of a counter (``(0, 0)`` when absent)."""
 

@@ -41,6 +41,8 @@ class MemoryStore:
         self._counters: TLRUCache[str, tuple[int, float]] = TLRUCache(
             maxsize=max(4 * max_challenges, 1024), ttu=lambda _k, v, _now: v[1], timer=clock
         )
+        # key -> the time its next call slot is free (pacing: one key per deployment, few ever)
+        self._slots: TLRUCache[str, float] = TLRUCache(maxsize=1024, ttu=lambda _k, v, _now: v + 1.0, timer=clock)
 
     def __len__(self) -> int:
         self._challenges.expire()
@@ -204,6 +206,15 @@ class MemoryStore:
             count, reset_at = self._counter(b.key, now)
             if count > 0:
                 self._counters[b.key] = (count - 1, reset_at)
+
+    async def reserve_slot(self, key: str, interval: float, now: float, max_wait: float) -> float:
+        entry = self._slots.get(key)
+        slot = max(entry if entry is not None else 0.0, now)
+        wait = slot - now
+        if wait > max_wait:
+            return wait
+        self._slots[key] = slot + interval
+        return wait
 
     async def peek(self, key: str, now: float) -> tuple[int, float]:
         count, reset_at = self._counter(key, now)

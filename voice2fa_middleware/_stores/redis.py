@@ -371,6 +371,17 @@ class RedisStore:
             return
         await self._run(self._lua.untake(keys=keys))
 
+    async def reserve_slot(self, key: str, interval: float, now: float, max_wait: float) -> float:
+        # Not retried: a script whose answer was lost may have taken a slot (one slot lost: a
+        # later call waits one interval more, never two calls in one slot).
+        wait_ms = await self._run(
+            self._lua.reserve_slot(
+                keys=[self._nk(key)],
+                args=[int(now * 1000), max(1, int(interval * 1000)), int(max_wait * 1000)],
+            )
+        )
+        return int(wait_ms) / 1000.0
+
     async def peek(self, key: str, now: float) -> tuple[int, float]:
         count, ttl_ms = await self._run_twice(lambda: self._lua.peek(keys=[self._nk(key)]))
         return int(count), max(int(ttl_ms), 0) / 1000.0

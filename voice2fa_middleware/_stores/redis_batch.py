@@ -62,6 +62,7 @@ class Scripts:
         self.start = register(lua.START)
         self.untake = register(lua.UNTAKE)
         self.abandon = register(lua.ABANDON)
+        self.reserve_slot = register(lua.RESERVE_SLOT)
 
 
 class BatchedScript:

@@ -96,6 +96,19 @@ if count == 1 or ARGV[2] == '1' or redis.call('PTTL', KEYS[1]) < 0 then redis.ca
 return {count, redis.call('PTTL', KEYS[1])}
 """
 
+# KEYS[1] the time the next slot is free (Unix ms); ARGV: now (ms), interval (ms), the longest
+# wait (ms) the caller accepts. Takes the next free slot (and moves the mark one interval on)
+# when it comes within that wait; returns the ms until the slot (over the wait: nothing taken).
+RESERVE_SLOT = """
+local now = tonumber(ARGV[1])
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+if slot < now then slot = now end
+local wait = slot - now
+if wait > tonumber(ARGV[3]) then return wait end
+redis.call('SET', KEYS[1], tostring(slot + tonumber(ARGV[2])), 'PX', wait + tonumber(ARGV[2]) + 1000)
+return wait
+"""
+
 # KEYS[1] counter. Returns {count, ms left} ({0, 0} when absent).
 PEEK = """
 local count = redis.call('GET', KEYS[1])

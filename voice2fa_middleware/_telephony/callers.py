@@ -31,7 +31,6 @@ from .status import STATUS_EVENTS
 logger = logging.getLogger("voice2fa.caller")
 
 
-
 @runtime_checkable
 class Caller(Protocol):
     """Places one outbound call whose script is fetched from ``laml_url``.
@@ -44,7 +43,12 @@ class Caller(Protocol):
       calls cost nothing: the hourly budgets are relaxed, and the dev phone page shows them);
     - ``paused_for()``: seconds during which calls would fail at once (a circuit breaker is
       open), so that no budget is charged and the user is told when to come back;
-    - ``played_calls()``: the calls a development caller played, newest last (the dev phone).
+    - ``played_calls()``: the calls a development caller played, newest last (the dev phone);
+    - ``sends_digits``: ``True`` when ``place_call`` also takes ``send_digits=`` (key presses
+      sent once the call connects, ``"wwww123"``: how a number's extension is reached). It is
+      read with ``getattr`` (default ``False``), and ``send_digits`` is passed only to a
+      caller that declares it, and only when there are digits to send: a caller without it
+      still calls a number with an extension, and the user reaches the extension themselves.
 
     A caller that has only ``place_call`` is taken as a real one that is never paused.
     """
@@ -68,10 +72,23 @@ class PlacesCalls(Protocol):
         """Place the call; return the provider's call id. Raise ``CallError`` on failure."""
 
 
+class SendsDigits(Protocol):
+    """A caller that declares ``sends_digits = True``: its ``place_call`` takes ``send_digits``."""
+
+    async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str, send_digits: str = "") -> str:
+        """Place the call, then press ``send_digits`` once it connects (``w``: wait half a second)."""
+
+
+def sends_digits(caller: object) -> bool:
+    """Whether ``caller`` takes ``send_digits=`` (it says so with ``sends_digits = True``)."""
+    return getattr(caller, "sends_digits", False) is True
+
+
 class BaseCaller:
     """The defaults of :class:`Caller`'s capabilities: a real caller, never paused."""
 
     calls_nobody: bool = False
+    sends_digits: bool = False
 
     async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str) -> str:
         raise NotImplementedError
@@ -89,6 +106,7 @@ class _Adapted(BaseCaller):
     def __init__(self, inner: PlacesCalls) -> None:
         self.inner = inner
         self.place_call = inner.place_call  # type: ignore[method-assign]
+        self.sends_digits = sends_digits(inner)
 
     async def aclose(self) -> None:
         closer = getattr(self.inner, "aclose", None)
@@ -165,7 +183,15 @@ class SignalWireCaller(BaseCaller):
     deadline and never opens the circuit. ``on_state_change`` (called in the event loop: it
     must not block) is told ``"open"``, ``"half_open"``, ``"closed"``. Rejected credentials
     are logged once as an ERROR, until a call succeeds.
+
+    ``machine_detection``: ask for answering machine detection, asynchronous (the call's
+    script starts at once; the verdict comes later): ``MachineDetection=DetectMessageEnd``,
+    ``AsyncAmd=true``, and the verdict posted to ``{status_url}/amd`` (a signed webhook).
+    Billed by the provider per call. ``send_digits`` (an extension, ``"wwww123"``) goes out
+    as ``SendDigits``.
     """
+
+    sends_digits = True
 
     def __init__(
         self,
@@ -183,6 +209,7 @@ class SignalWireCaller(BaseCaller):
         first_cooldown: float | None = None,
         on_state_change: StateHook | None = None,
         clock: Callable[[], float] = time.monotonic,
+        machine_detection: bool = False,
     ) -> None:
         base = space.rstrip("/")
         if "://" not in base:
@@ -196,6 +223,7 @@ class SignalWireCaller(BaseCaller):
         self._credentials_logged = False
         self._client = client
         self._own_client = client is None
+        self.machine_detection = machine_detection
 
     @property
     def state(self) -> str:
@@ -211,10 +239,19 @@ class SignalWireCaller(BaseCaller):
             self._client = httpx.AsyncClient(timeout=self._timeout)
         return self._client
 
-    async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str) -> str:
+    async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str, send_digits: str = "") -> str:
         """Place the call; return its sid. Raise ``CallError`` (see the class docstring)."""
         form: dict[str, str | list[str]] = {"From": from_, "To": to, "Url": laml_url, "Method": "POST"}
         form |= {"StatusCallback": status_url, "StatusCallbackMethod": "POST", "StatusCallbackEvent": [*STATUS_EVENTS]}
+        if self.machine_detection:
+            form |= {
+                "MachineDetection": "DetectMessageEnd",
+                "AsyncAmd": "true",
+                "AsyncAmdStatusCallback": status_url + "/amd",
+                "AsyncAmdStatusCallbackMethod": "POST",
+            }
+        if send_digits:
+            form["SendDigits"] = send_digits
         deadline = anyio.current_time() + self._deadline
         tries = 0
         while True:
@@ -305,6 +342,7 @@ class ConsoleCaller(BaseCaller):
     """
 
     calls_nobody = True
+    sends_digits = True  # recorded on the played call; nobody is there to hear them
 
     def __init__(self, *, signing_key: str, echo: bool = True, history: int = 20) -> None:
         self._key = signing_key
@@ -313,7 +351,7 @@ class ConsoleCaller(BaseCaller):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._client: httpx.AsyncClient | None = None
 
-    async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str) -> str:
+    async def place_call(self, *, to: str, from_: str, laml_url: str, status_url: str, send_digits: str = "") -> str:
         call = SimulatedCall(
             sid=str(uuid.uuid4()),
             to=to,
@@ -321,6 +359,7 @@ class ConsoleCaller(BaseCaller):
             url=laml_url,
             status_callback=status_url,
             account_sid="console",
+            send_digits=send_digits,
         )
         self.calls.append(call)
         if self._client is None:

@@ -1,7 +1,9 @@
 """The LaML documents the call plays.
 
 1. ``answer``: "press any key to hear your code" inside a ``<Gather>``, so an answering
-   machine never records the code (skipped when the voicemail guard is off).
+   machine never records the code (skipped when the voicemail guard is off), and "if you did
+   not try to sign in, press 9": the person who did not ask for the call ends it there, and
+   it is reported (``reported``: no code, a word of advice, hang up).
 2. ``code``: the digits one by one, twice, then "press 1 to hear it again" (a ``<Gather>``
    back to the same action), goodbye, hang up.
 """
@@ -43,7 +45,9 @@ class LamlBuilder:
         translate = self.translations.translate
         app = translate(language, "say.app", name=self.app_name) if self.app_name else ""
         gather = self._gather(root, action, timeout=10)
-        self._say(gather, translate(language, "say.intro", app=app), language)
+        # One <Say>: the intro and "if you did not try to sign in, press 9" are one prompt.
+        prompt = translate(language, "say.intro", app=app) + " " + translate(language, "say.not_me")
+        self._say(gather, prompt, language)
         self._say(root, translate(language, "say.no_key"), language)
         ET.SubElement(root, "Hangup")
         return self._render(root)
@@ -66,6 +70,19 @@ class LamlBuilder:
         root = ET.Element("Response")
         text = self.translations.translate(language, "say.expired" if expired else "say.goodbye")
         self._say(root, text, language)
+        ET.SubElement(root, "Hangup")
+        return self._render(root)
+
+    def reported(self, *, language: str) -> str:
+        """After 9 ("I did not try to sign in"): no code; what was done and what to do; hang up."""
+        root = ET.Element("Response")
+        self._say(root, self.translations.translate(language, "say.reported"), language)
+        ET.SubElement(root, "Hangup")
+        return self._render(root)
+
+    def hangup(self) -> str:
+        """Nothing said: the call was answered by a machine."""
+        root = ET.Element("Response")
         ET.SubElement(root, "Hangup")
         return self._render(root)
 

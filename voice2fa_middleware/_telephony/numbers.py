@@ -1,5 +1,12 @@
 """Phone numbers: parsed and normalised with ``phonenumbers`` (libphonenumber), then checked
-against the countries and number types the deployment is willing to pay for (S9)."""
+against the countries and number types the deployment is willing to pay for (S9).
+
+A number with an extension (``+1 202 555 0100 ext. 123``) is kept as E.164 plus the extension
+in RFC 3966 style, ``+12025550100;ext=123``: one string that round-trips through
+``check_phone`` (and through an app that saves it and returns it from ``identify()``). The
+call goes to the E.164 part; the extension is sent as key presses once the call connects
+(``send_digits``). Budgets count the E.164 part: extensions share their line's budgets.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +39,29 @@ class PhoneCheck:
         return self.reason is None
 
 
+EXTENSION = ";ext="
+# Digits an extension may have (libphonenumber reads up to 7 after "ext."; PBXs use 2 to 6).
+_MAX_EXTENSION = 7
+
+
+def split_extension(number: str) -> tuple[str, str]:
+    """``"+12025550100;ext=123"`` -> ``("+12025550100", "123")``; no extension: ``(number, "")``."""
+    line, _sep, extension = number.partition(EXTENSION)
+    return line, extension
+
+
+def line_of(number: str) -> str:
+    """The number without its extension: what is dialled, and what budgets count."""
+    return split_extension(number)[0]
+
+
+def send_digits(number: str) -> str:
+    """The key presses that reach the extension once the call connects: two seconds of
+    waiting (``w`` is half a second) for the PBX's greeting, then the digits; ``""`` without one."""
+    extension = split_extension(number)[1]
+    return "wwww" + extension if extension else ""
+
+
 @functools.lru_cache(maxsize=4096)
 def region_of(number: str | None) -> str | None:
     """The ISO region of an E.164 number (``"+12025550143"`` -> ``"US"``), or ``None``.
@@ -39,7 +69,7 @@ def region_of(number: str | None) -> str | None:
     if not number:
         return None
     try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+        return phonenumbers.region_code_for_number(phonenumbers.parse(line_of(number), None))
     except phonenumbers.NumberParseException:
         return None
 
@@ -71,6 +101,11 @@ def _check_phone(raw: str, regions: frozenset[str] | None, default_region: str |
     if not phonenumbers.is_valid_number(parsed):
         return PhoneCheck(None, "invalid")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    extension = parsed.extension or ""
+    if extension:
+        if not extension.isascii() or not extension.isdigit() or len(extension) > _MAX_EXTENSION:
+            return PhoneCheck(None, "invalid")
+        e164 += EXTENSION + extension
     if phonenumbers.number_type(parsed) not in ALLOWED_TYPES:
         return PhoneCheck(e164, "number_type")
     if regions is not None:
@@ -81,5 +116,8 @@ def _check_phone(raw: str, regions: frozenset[str] | None, default_region: str |
 
 
 def mask(e164: str) -> str:
-    """``+12025550143`` -> ``•••• 0143``: enough for the user to recognise their phone."""
-    return "•••• " + e164[-4:] if len(e164) >= 4 else "••••"
+    """``+12025550143`` -> ``•••• 0143``: enough for the user to recognise their phone; with an
+    extension, ``•••• 0100, ext. 123`` (which desk phone rings matters as much)."""
+    line, extension = split_extension(e164)
+    masked = "•••• " + line[-4:] if len(line) >= 4 else "••••"
+    return f"{masked}, ext. {extension}" if extension else masked

@@ -1,11 +1,19 @@
 """What the carrier does once a call is created: fetch the LaML with signed requests,
 follow ``<Gather>`` and ``<Redirect>``, collect what ``<Say>`` says, post status callbacks.
 
+Who answers is part of the play: a person (``answered_by="human"``, presses keys), or an
+answering machine (``"machine_end_beep"`` and the other AnsweredBy values: never presses a
+key); when the call asked for asynchronous answering machine detection, its verdict is
+posted to the call's ``AsyncAmdStatusCallback`` once the first document is fetched, as the
+carrier does while the greeting plays. A key pressed later than a ``<Gather>``'s timeout
+(``press_delay``) is not heard: the document goes on after the ``<Gather>``.
+
 Shared by the console caller (a laptop with no account) and the SignalWire test double.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import xml.etree.ElementTree as ET
@@ -39,6 +47,13 @@ class SimulatedCall:
     statuses: list[str] = field(default_factory=list)
     laml_status_codes: list[int] = field(default_factory=list)
     status_callback_codes: list[int] = field(default_factory=list)
+    send_digits: str = ""
+    """Create Call's ``SendDigits``: the keys pressed once the call connects (an extension)."""
+    amd_callback: str | None = None
+    """Create Call's ``AsyncAmdStatusCallback``: where the answering machine verdict goes."""
+    answered_by: str = ""
+    """The verdict posted to ``amd_callback`` (``human``, ``machine_end_beep``...), once posted."""
+    amd_callback_codes: list[int] = field(default_factory=list)
     error: str | None = None
     done: bool = False
 
@@ -70,8 +85,13 @@ async def simulate_call(
     outcome: str = "completed",
     presses: Sequence[str] = ("1",),
     max_documents: int = 6,
+    answered_by: str = "human",
+    press_delay: float = 0.0,
 ) -> SimulatedCall:
-    """Play ``call`` to its end as the carrier would, filling in what was said and sent."""
+    """Play ``call`` to its end as the carrier would, filling in what was said and sent.
+
+    ``answered_by``: ``"human"`` presses ``presses`` in turn, each ``press_delay`` seconds
+    into its ``<Gather>``; anything else is an answering machine, which presses nothing."""
     base = [
         ("CallSid", call.sid),
         ("AccountSid", call.account_sid),
@@ -93,7 +113,7 @@ async def simulate_call(
             await status(outcome)
             return call
         await status("in-progress")
-        presses_left = list(presses)
+        presses_left = list(presses) if answered_by == "human" else []
         url: str | None = call.url
         documents = 0
         pressed: str | None = None
@@ -107,7 +127,14 @@ async def simulate_call(
             if resp.status_code != 200:
                 call.error = f"LaML fetch answered {resp.status_code}"
                 break
-            next_url, pressed = _play(resp.text, call, presses_left)
+            if documents == 1 and call.amd_callback:
+                call.answered_by = answered_by
+                verdict = [*base, ("CallStatus", "in-progress"), ("AnsweredBy", answered_by)]
+                amd = await _post(client, signing_key, call.amd_callback, verdict)
+                call.amd_callback_codes.append(amd.status_code)
+            next_url, pressed = _play(resp.text, call, presses_left, press_delay)
+            if pressed is not None and press_delay:
+                await asyncio.sleep(press_delay)  # a slow finger, still within the <Gather>'s timeout
             url = urljoin(url, next_url) if next_url else None
         await status("completed", [("CallDuration", "20")])
     except (httpx.HTTPError, ET.ParseError) as exc:
@@ -118,7 +145,9 @@ async def simulate_call(
     return call
 
 
-def _play(document: str, call: SimulatedCall, presses_left: list[str]) -> tuple[str | None, str | None]:
+def _play(
+    document: str, call: SimulatedCall, presses_left: list[str], press_delay: float = 0.0
+) -> tuple[str | None, str | None]:
     """Run one LaML document; returns the next URL to fetch and the key pressed, if any."""
     # The documents come from the app under test itself; expat resolves no external entities.
     root = ET.fromstring(document)  # noqa: S314
@@ -132,7 +161,10 @@ def _play(document: str, call: SimulatedCall, presses_left: list[str]) -> tuple[
                     call.says.append((inner.text or "").strip())
                     call.say_languages.append(inner.get("language", ""))
             if presses_left and verb.get("action"):
-                return verb.get("action"), presses_left.pop(0)
+                key = presses_left.pop(0)
+                if press_delay > float(verb.get("timeout", "5")):
+                    continue  # too late: the carrier gave up waiting and goes on after the <Gather>
+                return verb.get("action"), key
         elif verb.tag == "Redirect" and verb.text:
             return verb.text.strip(), None
         elif verb.tag in ("Hangup", "Reject"):

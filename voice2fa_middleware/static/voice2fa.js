@@ -68,7 +68,7 @@
         var s = data.call_status || "";
         if (s !== last && labels[s]) { statusText.textContent = labels[s]; last = s; }
         if (typeof data.resend_in === "number" && data.resend_in > left + 1) { left = data.resend_in; tick(); }
-        if (["completed", "busy", "no-answer", "failed", "canceled"].indexOf(s) === -1) window.setTimeout(poll, 2000);
+        if (["completed", "busy", "no-answer", "failed", "canceled", "machine", "reported"].indexOf(s) === -1) window.setTimeout(poll, 2000);
       })
       .catch(function () { window.setTimeout(poll, 5000); });
   }
