@@ -309,9 +309,12 @@ def test_calls_wait_for_their_slot(store: str, harness_factory: Callable[..., Ha
     results = all_at_once(h.url, [f"u{i}" for i in range(6)])
     assert sorted(r[0] for r in results) == [401] * 6, [r[2].text for r in results]
     assert time.monotonic() - began >= 2.0  # slots 0, 0.5 ... 2.5 s
-    gaps = [b - a for a, b in zip(double.created_at, double.created_at[1:], strict=False)]
-    assert 429 not in double.rejected and len(double.create_requests) == 6, gaps
-    assert max(r[1] for r in results) >= 2.0 and min(gaps) >= 0.3, gaps
+    arrived = sorted(at - began for at in double.created_at)
+    assert 429 not in double.rejected and len(double.create_requests) == 6, arrived
+    # Slot k is k/2 s after the first, which is after ``began``: a request may arrive late (a
+    # busy machine), never early. Gaps between arrivals can be short after a late one.
+    assert max(r[1] for r in results) >= 2.0, arrived
+    assert all(at >= k * 0.5 - 0.05 for k, at in enumerate(arrived)), arrived
     assert double.wait_for_calls(6) and not [e for e in h.events if e.kind == "provider_circuit"]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+import starlette
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
@@ -23,6 +24,8 @@ from .conftest import SECRET, RecordingCaller, identify
 # What a Set-Cookie of ours may carry, and what a plain same-site cookie path looks like.
 _ATTRIBUTES = {"httponly", "max-age", "path", "samesite", "secure", "expires"}
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+=:@%/]*")
+
+_STARLETTE = tuple(int(x) for x in starlette.__version__.split(".")[:2])
 
 
 def _check_set_cookie(header: str) -> str:
@@ -96,7 +99,14 @@ def test_s27_every_cookie_of_a_verification_has_a_plain_path() -> None:
 @pytest.mark.parametrize(
     ("root", "path"),
     [
-        ("", "/%5Cevil.example"),  # a Mount under a path parameter: the root path is "/\\evil.example"
+        pytest.param(
+            "",
+            "/%5Cevil.example",  # a Mount under a path parameter: the root path is "/\\evil.example"
+            marks=pytest.mark.skipif(
+                _STARLETTE < (0, 39),
+                reason="Starlette before 0.39 itself fails to route this URL under Mount('/{tenant}') (re.error)",
+            ),
+        ),
         ("//evil.example", "//evil.example"),  # a proxy's --root-path, or a server that passes "//" on
     ],
 )
