@@ -120,6 +120,8 @@ async def test_s27_links_under_an_odd_root_path_stay_on_this_site(root: str, pat
         links = re.findall(r'(?:href|action|src)="([^"]*)"', r.text)
         assert links, r.text
         for link in links:
+            if link.startswith("data:"):  # inline (the favicon): goes nowhere
+                continue
             assert link.startswith("/") and not link.startswith("//") and "\\" not in link, link
         challenged = await c.get(path + "/account")
         location = challenged.headers["location"]

@@ -52,7 +52,6 @@ from starlette.types import ASGIApp
 
 from ._middleware import Voice2FAMiddleware
 from ._settings import Voice2FASettings
-from ._stores.memory import MemoryStore
 from ._telephony.simulator import SimulatedCall, simulate_call
 
 __all__ = ["LiveServer", "SignalWireDouble", "SimulatedCall", "port_for_later", "running", "voice2fa_override"]
@@ -432,8 +431,10 @@ def voice2fa_override(
             **settings,
         )
         kwargs.pop("caller", None)
-        if kwargs.get("store") is None or isinstance(kwargs["store"], MemoryStore):
-            kwargs.pop("store", None)  # the default: a new MemoryStore (the settings have no Redis URL)
+        if kwargs.get("store") is None or not getattr(kwargs["store"], "shared", True):
+            # An in-process store (MemoryStore, by its capability): a new, empty one. The default,
+            # with settings that name no Redis, is a new MemoryStore.
+            kwargs.pop("store", None)
         replaced.append(type(entry)(entry.cls, *entry.args, **kwargs))
     if replaced == original:
         raise LookupError("voice2fa_override: the app has no Voice2FAMiddleware (added with app.add_middleware)")
