@@ -132,6 +132,11 @@ class Voice2FASettings:
     allowed_countries: Sequence[str] | None = None
     """ISO region codes; ``None``: the country of ``from_number`` (any, without one)."""
     call_timeout: float = 10.0
+    allow_voip: bool = False
+    """Call numbers that libphonenumber types as VoIP (internet phone numbers). Off by default:
+    such a number is not bound to a device, so a call to it is a weak proof of possession
+    (NIST SP 800-63B-4). Refused numbers get a clear message and a ``call_refused`` audit
+    event with reason ``phone_voip``."""
 
     # Phone enrolment: confirming a number with a call before the app saves it
     phoneless: Literal["enrol", "refuse", "allow"] | None = None
@@ -144,6 +149,12 @@ class Voice2FASettings:
     enrol_calls_per_phone_per_hour: int = 2
     shared_phone_accounts: int = 3
     """Accounts confirming one number within a day that raise a ``phone_shared`` audit event."""
+
+    # Recovery codes: signing in without the phone
+    recovery_codes: int = 10
+    """Codes in a set of one-time recovery codes (``{prefix}/recovery``), the alternative a
+    user has when the phone is lost or cannot be reached; 0 turns them off. The page exists
+    only when the app passes ``recovery_codes=`` (a ``RecoveryCodeStore``) to the middleware."""
 
     # Speech
     voicemail_guard: bool = True
@@ -340,6 +351,8 @@ class Voice2FASettings:
             problems.append("cookie_name_prefix must be letters, digits, '_', '-' or '.'")
         if not 0 < self.body_timeout <= 120:
             problems.append("body_timeout must be more than 0 and at most 120 seconds")
+        if not 0 <= self.recovery_codes <= 50:
+            problems.append("recovery_codes must be between 0 (off) and 50")
         if self.remember_days < 0:
             problems.append("remember_days must be 0 (off) or more")
         for net in self.trusted_proxies:

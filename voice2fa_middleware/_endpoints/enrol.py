@@ -23,7 +23,13 @@ from .._web.pages import json_response
 
 _MAX_PHONE = 64  # characters of the typed number (spaces, dashes, brackets included)
 _TOKEN_AGE = 3600
-_JSON_ERRORS = {"invalid": "invalid_phone", "number_type": "number_type", "country": "country", "same": "same_number"}
+_JSON_ERRORS = {
+    "invalid": "invalid_phone",
+    "number_type": "number_type",
+    "voip": "voip",
+    "country": "country",
+    "same": "same_number",
+}
 
 
 class EnrolEndpoints:
@@ -133,9 +139,9 @@ class EnrolEndpoints:
         next_url = safe_next(form.get("next")) or safe_next(request.query_params.get("next")) or "/"
         raw = form.get("phone", "")
         raw = raw if isinstance(raw, str) and len(raw) <= _MAX_PHONE else ""
-        phone = check_phone(raw, ctx.allowed_regions, self.region)
+        phone = check_phone(raw, ctx.allowed_regions, self.region, allow_voip=self.settings.allow_voip)
         if not phone.ok or phone.e164 is None:
-            error = phone.reason if phone.reason in ("number_type", "country") else "invalid"
+            error = phone.reason if phone.reason in ("number_type", "voip", "country") else "invalid"
             await ctx.audit("call_refused", request, who.user_id, reason=f"phone_{error}")
             return self._render(request, who, next_url, status=400, error=error, typed=raw)
         if who.phone is not None and check_phone(who.phone, None).e164 == phone.e164:

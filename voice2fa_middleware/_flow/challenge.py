@@ -132,7 +132,7 @@ class Challenger:
         next_url = bounded_next(request.url.path, request.url.query)
         if identity.phone is None:
             return self._no_phone(request, next_url, language)
-        phone = check_phone(identity.phone, ctx.allowed_regions)
+        phone = check_phone(identity.phone, ctx.allowed_regions, allow_voip=self.settings.allow_voip)
         if not phone.ok or phone.e164 is None:
             await ctx.audit("call_refused", request, identity.user_id, reason=f"phone_{phone.reason}")
             return ctx.error(request, 403, "phone", language=language, link=next_url, reason=phone.reason)

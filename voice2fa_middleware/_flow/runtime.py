@@ -320,7 +320,7 @@ class Runtime:
         headers = {"retry-after": str(max(1, int(retry_after + 0.999)))} if retry_after else None
         seconds = max(1, int((retry_after or 0) + 0.999))
         tr = self.translations
-        key = f"error.{error}_{reason}" if error == "phone" and reason == "country" else f"error.{error}"
+        key = f"error.{error}_{reason}" if error == "phone" and reason in ("country", "voip") else f"error.{error}"
         duration = tr.format_duration(seconds, language)
         text = tr.translate(language, key, duration=duration)
         if retry_after and "{duration}" not in tr.gettext(language, key):  # say when, always
