@@ -18,18 +18,21 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._core.audit import AuditHook
+from ._core.notify import Notifier, NotifyHook
 from ._core.rules import Identify, PathRules, ProtectedPath, route_path
 from ._core.urls import safe_root
 from ._endpoints.router import OwnEndpoints
 from ._errors import ConfigurationError, Voice2FAError
 from ._flow.challenge import Challenger, phoneless_mode
 from ._flow.enrolment import Enrolment, PhoneConfirmed
+from ._flow.recovery import RecoveryCodes
 from ._flow.runtime import Runtime
 from ._handle import Voice2FAHandle
 from ._i18n.catalogs import Translations
 from ._protection import VerificationRequired
 from ._settings import Voice2FASettings
 from ._stores.base import Store
+from ._stores.recovery_codes import RecoveryCodeStore
 from ._telephony.callers import Caller, PlacesCalls
 from ._web.cookies import no_store, wants_no_store
 
@@ -51,6 +54,11 @@ class Voice2FAMiddleware:
     ``Translations``), merged over ours: more languages, or other words for any message.
     ``on_phone_confirmed(user_id, e164)`` (sync or async) saves a number the user confirmed
     with a call on the phone page (``{prefix}/phone``), which exists only when it is given.
+    ``recovery_codes``: the app's ``RecoveryCodeStore`` (``MemoryRecoveryCodes`` for a demo);
+    with it, users create one-time recovery codes at ``{prefix}/recovery`` and may type one
+    instead of a call's code. ``on_notify(user_id, kind, detail)`` (sync or async) tells the
+    user about changes and attacks (``_core.notify``: phone changed, codes created or used,
+    lockout, new remembered device), in the background.
     """
 
     def __init__(
@@ -70,6 +78,8 @@ class Voice2FAMiddleware:
         tracer_provider: Any = None,
         translations: Translations | str | Path | Sequence[str | Path] = (),
         on_phone_confirmed: PhoneConfirmed | None = None,
+        recovery_codes: RecoveryCodeStore | None = None,
+        on_notify: NotifyHook | None = None,
     ) -> None:
         self.app = app
         try:
@@ -78,12 +88,14 @@ class Voice2FAMiddleware:
             phoneless = phoneless_mode(s, enrolment_enabled=on_phone_confirmed is not None)
             if phoneless == "enrol" and on_phone_confirmed is None:
                 raise ConfigurationError("phoneless='enrol' needs on_phone_confirmed, the hook that saves a number")
+            # Notifications are mapped from the audit events, in one place (_core.notify).
+            self.notifier = Notifier(on_notify, on_event) if on_notify is not None else None
             self.ctx = Runtime(
                 identify=identify,
                 settings=s,
                 store=store,
                 caller=caller,
-                on_event=on_event,
+                on_event=self.notifier or on_event,
                 select_language=select_language,
                 template_dirs=template_dirs,
                 clock=clock,
@@ -110,7 +122,9 @@ class Voice2FAMiddleware:
                 "with no second factor"
             )
         enrolment = Enrolment(self._challenger, on_phone_confirmed) if on_phone_confirmed is not None else None
-        self._own = OwnEndpoints(self._challenger, enrolment)
+        recovery = RecoveryCodes(self.ctx, recovery_codes) if recovery_codes is not None and s.recovery_codes else None
+        self.ctx.recovery_enabled = recovery is not None
+        self._own = OwnEndpoints(self._challenger, enrolment, recovery)
         self._prefix = s.prefix
         self._no_store = s.protected_no_store  # "html", "always" or "never"
         # Path -> (whose: _APP, _OWN or _SIGN_OUT, rule): what _classify says, for the paths seen lately.

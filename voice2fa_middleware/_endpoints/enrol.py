@@ -17,6 +17,7 @@ from .._core.crypto import new_id
 from .._core.rules import Identity
 from .._core.urls import safe_next
 from .._flow.enrolment import Enrolment
+from .._flow.recovery import freshly_verified
 from .._telephony.numbers import check_phone, example_number, mask, region_of
 from .._web.forms import Refused, is_same_site, read_form
 from .._web.pages import json_response
@@ -57,10 +58,7 @@ class EnrolEndpoints:
 
     async def _step_up(self, request: Request, identity: Identity) -> Response | None:
         """A user who has a phone proves it, recently, before changing it: else the challenge."""
-        if identity.phone is None:
-            return None
-        at = self.ctx.cookies.verified_at(request.cookies, request.scope, identity)
-        if at is not None and self.ctx.now() - at <= self.settings.enrol_fresh_within:
+        if identity.phone is None or freshly_verified(self.ctx, request, identity):
             return None
         return await self.challenger.challenge(request, identity)
 

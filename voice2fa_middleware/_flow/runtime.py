@@ -45,6 +45,10 @@ logger = logging.getLogger("voice2fa")
 
 SelectLanguage = Callable[[HTTPConnection], "str | None"]
 
+# Errors a recovery code is the way out of: the call cannot be placed or cannot reach the
+# phone (not a lockout: a recovery code is counted against it like any code).
+RECOVERABLE = frozenset({"call_failed", "provider_unavailable", "phone", "rate_limited"})
+
 
 def default_store(s: Voice2FASettings, clock: Callable[[], float]) -> Store:
     if s.redis_url:
@@ -126,6 +130,9 @@ class Runtime:
             )
         self.caller: Caller = as_caller(caller) if caller is not None else default_caller(s, self.circuit_changed)
         self.dev_pages = s.dev_pages if s.dev_pages is not None else self.caller.calls_nobody
+        # Set by the middleware when the app gives a RecoveryCodeStore (and recovery_codes > 0):
+        # the error pages of a call that cannot help then offer a recovery code.
+        self.recovery_enabled = False
         # Call sid -> user tag of the calls a development caller played (the dev phone shows
         # each user their own calls only); bounded like the caller's own history.
         self._dev_calls: dict[str, str] = {}
@@ -280,6 +287,10 @@ class Runtime:
         """The phone page (add or change the number), coming back to ``next_url`` after."""
         return f"{self.mounted(conn)}/phone?" + urlencode({"next": next_url})
 
+    def recovery_use_url(self, conn: HTTPConnection, next_url: str) -> str:
+        """The page where a recovery code is typed, coming back to ``next_url`` after."""
+        return f"{self.mounted(conn)}/recovery/use?" + urlencode({"next": next_url})
+
     def pending(self, conn: HTTPConnection) -> Pending | None:
         """The challenge in progress in this browser (the signed pending cookie), if good."""
         token = conn.cookies.get(self.cookies.name(conn, "pending"))
@@ -325,10 +336,15 @@ class Runtime:
         text = tr.translate(language, key, duration=duration)
         if retry_after and "{duration}" not in tr.gettext(language, key):  # say when, always
             text += " " + tr.translate(language, "error.retry", duration=duration)
+        recovery_url = None
+        if self.recovery_enabled and error in RECOVERABLE:
+            recovery_url = self.recovery_use_url(conn, safe_next(link) or "/")
         if self.wants_json(conn):
             body = {"error": error, "message": text, **extra}
             if retry_after:
                 body["retry_after"] = seconds
+            if recovery_url:
+                body["recovery_url"] = recovery_url
             return json_response(status, body, headers)
         return self.pages.message(
             status=status,
@@ -340,6 +356,7 @@ class Runtime:
             link=link,
             wait=seconds if retry_after else 0,
             headers=headers,
+            recovery_url=recovery_url,
         )
 
     async def aclose(self) -> None:
