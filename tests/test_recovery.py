@@ -4,6 +4,7 @@ real servers with the SignalWire double; the store-backed parts on MemoryStore a
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
 import time
@@ -325,3 +326,237 @@ def test_memory_recovery_codes_consume_is_atomic_across_threads() -> None:
         t.join()
     assert wins.count(True) == 1 and asyncio.run(store.remaining("u")) == 1
     assert not asyncio.run(store.consume("someone else", "h2"))
+
+
+# -- notifications ----------------------------------------------------------------------------
+
+
+def test_notifications_for_a_new_device_and_a_new_number(
+    harness_factory: Callable[..., Harness], outbox: Outbox
+) -> None:
+    from .test_enrolment import Accounts, enrol, type_code
+
+    accounts = Accounts({"nina": None, "alice": "+12025550143"})
+    middleware = {"identify": accounts.identify, "on_phone_confirmed": accounts.save, "on_notify": outbox}
+    h = harness_factory(middleware=middleware)
+    with h.client("alice") as c:
+        csrf, code = h.challenge(c)
+        assert h.verify(c, code, csrf, remember="1").status_code == 303
+    with h.client("nina") as c:
+        enrol(h, c, "+12025550150")
+        assert type_code(h, c, 1).status_code == 303
+    outbox.kinds(wait_for="phone_changed")
+    assert ("alice", "new_device") in [(u, k) for u, k, _d in outbox.sent]
+    _u, _k, detail = next(n for n in outbox.sent if n[1] == "phone_changed")
+    assert detail["country"] == "US" and "+12025550150" not in str(detail)
+    assert ("nina", "new_device") not in [(u, k) for u, k, _d in outbox.sent]  # not ticked
+
+
+def test_a_failing_or_slow_hook_never_fails_nor_holds_the_request(
+    harness_factory: Callable[..., Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+
+    async def slow(user_id: str, kind: str, detail: Any) -> None:
+        import anyio
+
+        await anyio.to_thread.run_sync(release.wait, 10)
+        raise RuntimeError("the mail server is down")
+
+    h = harness_factory(middleware={"on_notify": slow})
+    with h.client() as c:
+        csrf, code = h.challenge(c)
+        started = time.monotonic()
+        assert h.verify(c, code, csrf, remember="1").status_code == 303
+        assert time.monotonic() - started < 5  # answered before the hook ended
+        release.set()
+        deadline = time.monotonic() + 5
+        while "on_notify failed for new_device" not in caplog.text:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert c.get("/account").text == "account: secret page"
+
+
+def test_every_mapped_audit_event_notifies_and_others_do_not() -> None:
+    import asyncio
+
+    from voice2fa_middleware import NOTIFICATIONS, AuditEvent
+    from voice2fa_middleware._core.notify import Notifier
+
+    seen: list[tuple[str, str]] = []
+    audited: list[str] = []
+    notifier = Notifier(lambda u, k, d: seen.append((u, k)), then=lambda e: audited.append(e.kind))
+
+    async def run() -> None:
+        for kind in [*NOTIFICATIONS, "failed", "call_placed"]:
+            await notifier(AuditEvent(kind, "u1", "127.0.0.1", 0.0, {"remembered": 1}))  # type: ignore[arg-type]
+        await notifier(AuditEvent("verified", "u1", None, 0.0, {}))
+        await notifier(AuditEvent("locked", None, None, 0.0, {}))
+        await notifier.drain()
+
+    asyncio.run(run())
+    assert sorted(seen) == sorted(("u1", k) for k in NOTIFICATIONS.values())
+    assert "call_reported" in dict(seen).values() or ("u1", "call_reported") in seen
+    assert len(audited) == len(NOTIFICATIONS) + 4  # the app's own audit hook sees every event
+
+
+# -- support tasks ----------------------------------------------------------------------------
+
+
+def middleware_of(h: Harness) -> Any:
+    from voice2fa_middleware import Voice2FAMiddleware
+
+    app: Any = h.server.app.middleware_stack  # type: ignore[attr-defined]
+    while not isinstance(app, Voice2FAMiddleware):
+        app = app.app
+    return app
+
+
+def on_server(h: Harness, coro: Any) -> Any:
+    """Run ``coro`` on the server's event loop (where its store's connections live)."""
+    import asyncio
+
+    return asyncio.run_coroutine_threadsafe(coro, h.server.loop).result(timeout=20)  # type: ignore[attr-defined]
+
+
+def remembered_only(c: httpx.Client) -> None:
+    """Keep this browser's remember cookie only, as after the verified cookie expired."""
+    for name in list(c.cookies.keys()):
+        if name.endswith("verified"):
+            c.cookies.delete(name)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_support_sees_the_state_lifts_a_lockout_resets_budgets_and_cancels(
+    store: str, harness_factory: Callable[..., Harness]
+) -> None:
+    h = harness_factory(store=store, lockout_failures=2, calls_per_user_per_hour=2)
+    with h.client() as c:
+        csrf, code = h.challenge(c)
+        h.verify(c, "000000" if code != "000000" else "111111", csrf)
+        support = middleware_of(h).support
+        state = on_server(h, support.state("alice"))
+        assert state.challenge is not None and state.challenge["calls"] == 1
+        assert state.challenge["phone"] == "•••• 0143" and state.challenge["attempts"] == 1
+        assert state.failures == 1 and state.locked_for == 0
+        assert state.budgets["user"].used == 1 and state.budgets["user"].limit == 2
+        assert state.phone == "•••• 0143" and state.budgets["known_phone"].used == 0
+        h.verify(c, "000000" if code != "000000" else "111111", csrf)
+        assert c.get("/account").status_code == 429
+        locked = on_server(h, support.state("alice"))
+        assert locked.locked_for > 3000 and locked.challenge is None
+        on_server(h, support.lift_lockout("alice", operator="ops-ann"))
+        assert on_server(h, support.state("alice")).locked_for == 0
+        csrf, code = h.challenge(c)  # a call again (the second of the user's budget of 2)
+        assert on_server(h, support.cancel_challenge("alice", operator="ops-ann")) is True
+        assert h.verify(c, code, csrf).status_code == 400  # the canceled challenge's code is dead
+        assert on_server(h, support.state("alice")).budgets["user"].used == 2
+        assert c.get("/account").status_code == 429  # the user's budget is spent
+        names = on_server(h, support.reset_budgets("alice", operator="ops-ann", phone="+12025550143"))
+        assert set(names) == {"user", "known_phone", "enrol_user"}
+        assert on_server(h, support.state("alice")).budgets["user"].used == 0
+        h.challenge(c)
+    actions = [(e.detail["action"], e.detail["operator"]) for e in h.events if e.kind == "support"]
+    assert actions == [
+        ("lift_lockout", "ops-ann"),
+        ("cancel_challenge", "ops-ann"),
+        ("reset_budgets", "ops-ann"),
+    ]
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_forget_devices_ends_remembered_devices_at_their_next_use(
+    store: str, harness_factory: Callable[..., Harness]
+) -> None:
+    h = harness_factory(store=store)
+    with h.client() as laptop, h.client() as phone:
+        for c in (laptop, phone):
+            csrf, code = h.challenge(c)
+            assert h.verify(c, code, csrf, remember="1").status_code == 303
+            remembered_only(c)
+        assert laptop.get("/account").status_code == 200  # the remember cookie alone proves it
+        support = middleware_of(h).support
+        on_server(h, support.forget_devices("alice", operator="ops-bo"))
+        assert laptop.get("/account").status_code == 303  # must verify again
+        assert phone.get("/account").status_code == 303
+        assert on_server(h, support.state("alice")).devices_forgotten_at > 0
+        time.sleep(2.1)  # proofs carry whole seconds; one within a second of the forget counts as before it
+        page = phone.get("/voice2fa/verify?next=/account")  # the challenge the laptop's visit started
+        [*_, call] = h.double.wait_for_calls(3)
+        assert h.verify(phone, call.code() or "", csrf_of(page.text), remember="1").status_code == 303
+        remembered_only(phone)
+        assert phone.get("/account").status_code == 200  # a device remembered after it counts
+    forgot = [e for e in h.events if e.kind == "support"]
+    assert forgot[0].detail == {"action": "forget_devices", "operator": "ops-bo"}
+
+
+def test_another_process_forgetting_devices_is_seen_within_a_minute(harness_factory: Callable[..., Harness]) -> None:
+    from voice2fa_middleware import Support
+
+    h = harness_factory()
+    with h.client() as c:
+        csrf, code = h.challenge(c)
+        h.verify(c, code, csrf, remember="1")
+        remembered_only(c)
+        assert c.get("/account").status_code == 200
+        settings, store = h.middleware_kwargs["settings"], h.middleware_kwargs["store"]
+        elsewhere = Support(settings, store, clock=h.clock)  # as another worker, the same store
+        on_server(h, elsewhere.forget_devices("alice", operator="cli"))
+        assert c.get("/account").status_code == 200  # this process's answer is a minute old
+        h.clock.offset += 61
+        assert c.get("/account").status_code == 303
+
+
+def test_the_support_command_works_against_redis(harness_factory: Callable[..., Harness], redis_server: Any) -> None:
+    import subprocess
+    import sys
+
+    import redis
+
+    from voice2fa_middleware import RedisStore
+
+    from .conftest import ROOT, SECRET
+
+    url = redis_server.url.rsplit("/", 1)[0] + "/9"
+    redis.Redis.from_url(url).flushdb()
+    h = harness_factory(store=RedisStore(url), lockout_failures=1)
+    with h.client() as c:
+        csrf, code = h.challenge(c)
+        assert h.verify(c, "000000" if code != "000000" else "111111", csrf).status_code == 429
+    # The settings the app reads: the same secret key and lockout rule.
+    env = {
+        "VOICE2FA_REDIS_URL": url,
+        "VOICE2FA_SECRET_KEY": SECRET,
+        "VOICE2FA_LOCKOUT_FAILURES": "1",
+        "PATH": "/usr/bin:/bin",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "voice2fa_middleware", "support", *args, "--env-file", "none"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    state = cli("state", "alice", "--json")
+    assert state.returncode == 0, state.stderr
+    body = json.loads(state.stdout)
+    assert body["failures"] == 1 and body["locked_for"] > 0 and body["budgets"]["user"]["used"] == 1
+    lifted = cli("lift-lockout", "alice", "--operator", "ops-cy")
+    assert lifted.returncode == 0 and "lifted: true" in lifted.stdout
+    assert "support user=alice" in lifted.stderr and "operator=ops-cy" in lifted.stderr
+    assert json.loads(cli("state", "alice", "--json").stdout)["locked_for"] == 0
+    assert cli("forget-devices", "alice").returncode == 0
+    assert cli("cancel-challenge", "alice", "--json").returncode == 0
+    no_redis = subprocess.run(
+        [sys.executable, "-m", "voice2fa_middleware", "support", "state", "alice", "--env-file", "none"],
+        env={"VOICE2FA_SECRET_KEY": SECRET, "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert no_redis.returncode == 2 and "VOICE2FA_REDIS_URL" in no_redis.stderr

@@ -24,6 +24,7 @@ from ._settings import Voice2FASettings
 from ._stores.base import Bucket, Challenge, Reservation, Start, Store, challenge_id
 from ._stores.memory import MemoryStore
 from ._stores.recovery_codes import MemoryRecoveryCodes, RecoveryCodeStore
+from ._support import Support, UserState
 from ._telephony.callers import Caller, ConsoleCaller, SignalWireCaller, SignalWireSDKCaller
 from ._telephony.signatures import compute_signature, is_valid_signature
 from ._web.cookies import forget_verification
@@ -60,7 +61,9 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreFullError",
+    "Support",
     "Translations",
+    "UserState",
     "VerificationRequired",
     "Voice2FAError",
     "Voice2FAHandle",

@@ -31,8 +31,10 @@ from ._handle import Voice2FAHandle
 from ._i18n.catalogs import Translations
 from ._protection import VerificationRequired
 from ._settings import Voice2FASettings
+from ._standards import Row, standards
 from ._stores.base import Store
 from ._stores.recovery_codes import RecoveryCodeStore
+from ._support import Support
 from ._telephony.callers import Caller, PlacesCalls
 from ._web.cookies import no_store, wants_no_store
 
@@ -235,6 +237,22 @@ class Voice2FAMiddleware:
     def client_address(self, conn: HTTPConnection) -> str:
         """The client's address: the ASGI peer, or ``X-Forwarded-For`` from trusted proxies."""
         return self.ctx.client_address(conn)
+
+    @property
+    def support(self) -> Support:
+        """The support tasks (a user's state, lift a lockout, reset budgets, forget devices,
+        cancel a challenge) on this middleware's store; see ``docs/operations/support.md``."""
+        found: Support | None = self.__dict__.get("_support")
+        if found is None:
+            found = self.__dict__["_support"] = Support.of(self.ctx)
+        return found
+
+    def standards(self) -> list[Row]:
+        """The NIST SP 800-63B-4 and ASVS 5.0 V6 report for this middleware: the settings,
+        and whether recovery codes and notifications were given."""
+        return standards(
+            self.settings, recovery_enabled=self.ctx.recovery_enabled, notify_enabled=self.notifier is not None
+        )
 
 
 class _NotStarted(Voice2FAMiddleware):

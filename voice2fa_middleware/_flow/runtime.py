@@ -39,6 +39,7 @@ from .._telephony.laml import LamlBuilder
 from .._telephony.numbers import region_of
 from .._web.cookies import SECURE_SCHEMES, Cookies
 from .._web.pages import Pages, json_response
+from .devices import RememberedDevices
 from .pending import Pending
 
 logger = logging.getLogger("voice2fa")
@@ -133,6 +134,20 @@ class Runtime:
         # Set by the middleware when the app gives a RecoveryCodeStore (and recovery_codes > 0):
         # the error pages of a call that cannot help then offer a recovery code.
         self.recovery_enabled = False
+        # Remembered devices support forgot: read only for requests a remember cookie alone may prove.
+        self.devices: RememberedDevices | None = None
+        if self.cookies.remember_enabled:
+            names = self.cookies.names.values()
+            self.devices = RememberedDevices(
+                self.store,
+                self.keys,
+                s.remember_days,
+                clock,
+                self.run,
+                remember_names=frozenset(n["remember"] for n in names),
+                verified_names=frozenset(n["verified"] for n in names),
+            )
+            self.cookies.not_before = self.devices.not_before
         # Call sid -> user tag of the calls a development caller played (the dev phone shows
         # each user their own calls only); bounded like the caller's own history.
         self._dev_calls: dict[str, str] = {}
