@@ -144,7 +144,7 @@ def test_the_standards_report_judges_the_settings(tmp_path: Path) -> None:
     status, out = _standards(weak, cwd=tmp_path)
     assert status == 1
     lines = {line.split(":")[0].split()[-1]: line for line in out.splitlines() if line[:4] in ("PASS", "WARN", "FAIL")}
-    assert lines["no_voip"].startswith("FAIL") and "[allow_voip]" in lines["no_voip"]
+    assert lines["no_voip"].startswith("FAIL") and "[allow_voip, lookup_line_type]" in lines["no_voip"]
     assert lines["alternative"].startswith("FAIL") and lines["attempt_limit"].startswith("FAIL")
     assert "600 per hour" in lines["attempt_limit"]
     assert out.rstrip().endswith("requirements failed")

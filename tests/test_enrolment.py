@@ -464,3 +464,35 @@ def test_allow_voip_lets_the_number_be_called(harness_factory: Callable[..., Har
         assert r.status_code == 303
         [call] = h.double.wait_for_calls(1)
         assert call.to == VOIP_GB
+
+
+def test_a_line_type_lookup_refuses_voip_lines_the_ranges_do_not_show(
+    enrol_harness: Callable[..., Harness], accounts: Accounts
+) -> None:
+    h = enrol_harness(lookup_line_type=True)
+    h.double.line_types["+12025550150"] = "voip"
+    with h.client("nina") as c:
+        r = enrol(h, c, "+12025550150")
+        assert r.status_code == 400 and "internet phone (VoIP)" in r.text
+        assert enrol(h, c, "+12025550150").status_code == 400
+        assert h.double.lookups == ["+12025550150"]  # looked up once: the answer is kept
+        assert not h.double.create_requests
+        h.double.lookups_fail = True  # a failed lookup never blocks a call
+        assert enrol(h, c, "+12025550151").status_code == 303
+        h.double.wait_for_calls(1)
+    refused = [e.detail for e in h.events if e.kind == "call_refused"]
+    assert refused == [{"reason": "phone_voip", "source": "lookup"}] * 2
+    h.double.lookups_fail = False
+    with h.client("alice") as c:  # a verification call: looked up before the first call only
+        csrf, code = h.challenge(c)
+        assert h.verify(c, code, csrf).status_code == 303
+    assert h.double.lookups.count("+12025550143") == 1
+
+
+def test_a_verification_call_to_a_voip_line_is_refused_after_a_lookup(harness_factory: Callable[..., Harness]) -> None:
+    h = harness_factory(lookup_line_type=True)
+    h.double.line_types["+12025550143"] = "voip"
+    with h.client("alice") as c:
+        r = c.get("/account")
+        assert r.status_code == 403 and "internet phone (VoIP)" in r.text
+    assert not h.double.create_requests and h.double.lookups == ["+12025550143"]

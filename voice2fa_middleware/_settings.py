@@ -137,6 +137,11 @@ class Voice2FASettings:
     such a number is not bound to a device, so a call to it is a weak proof of possession
     (NIST SP 800-63B-4). Refused numbers get a clear message and a ``call_refused`` audit
     event with reason ``phone_voip``."""
+    lookup_line_type: bool = False
+    """Before the first call to a number, ask SignalWire's phone number lookup for its line type
+    and refuse a ``voip`` line too (VoIP providers also hand out ordinary-looking numbers). Each
+    lookup is billed; the answer is kept 30 days, a number the user verified is never looked
+    up, and a failed lookup never blocks a call. Only with SignalWire, and ``allow_voip`` off."""
 
     # Phone enrolment: confirming a number with a call before the app saves it
     phoneless: Literal["enrol", "refuse", "allow"] | None = None

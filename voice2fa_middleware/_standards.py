@@ -96,8 +96,10 @@ def standards(
         "NIST SP 800-63B-4 3.1.3",
         "the phone is a device, not an internet (VoIP) number",
         "pass" if not s.allow_voip else "fail",
-        "VoIP numbers are refused" if not s.allow_voip else "allow_voip = true: VoIP numbers are called",
-        "allow_voip",
+        ("VoIP ranges refused" + ("; VoIP lines by lookup too" if s.lookup_line_type else ""))
+        if not s.allow_voip
+        else "allow_voip = true: VoIP numbers are called",
+        "allow_voip, lookup_line_type",
     )
     if s.recovery_codes == 0:
         alternative: tuple[Outcome, str] = ("fail", "recovery_codes = 0: no alternative to the phone")

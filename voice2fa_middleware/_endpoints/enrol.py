@@ -144,5 +144,8 @@ class EnrolEndpoints:
             return self._render(request, who, next_url, status=400, error=error, typed=raw)
         if who.phone is not None and check_phone(who.phone, None).e164 == phone.e164:
             return self._render(request, who, next_url, status=400, error="same", typed=raw)
+        if ctx.line_types is not None and await ctx.line_types.is_voip(phone.e164, who.user_id):
+            await ctx.audit("call_refused", request, who.user_id, reason="phone_voip", source="lookup")
+            return self._render(request, who, next_url, status=400, error="voip", typed=raw)
         language = ctx.language(request)
         return await self.enrolment.start(request, who, phone.e164, next_url, language)

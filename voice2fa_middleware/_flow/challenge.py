@@ -136,6 +136,9 @@ class Challenger:
         if not phone.ok or phone.e164 is None:
             await ctx.audit("call_refused", request, identity.user_id, reason=f"phone_{phone.reason}")
             return ctx.error(request, 403, "phone", language=language, link=next_url, reason=phone.reason)
+        if ctx.line_types is not None and await ctx.line_types.is_voip(phone.e164, identity.user_id):
+            await ctx.audit("call_refused", request, identity.user_id, reason="phone_voip", source="lookup")
+            return ctx.error(request, 403, "phone", language=language, link=next_url, reason="voip")
         return await self.start(request, VERIFY, identity, phone.e164, next_url, language, back=next_url)
 
     def _no_phone(self, request: Request, next_url: str, language: str) -> Response:

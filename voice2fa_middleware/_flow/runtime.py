@@ -36,10 +36,12 @@ from .._stores.base import Store
 from .._stores.memory import MemoryStore
 from .._telephony.callers import Caller, ConsoleCaller, PlacesCalls, SignalWireCaller, as_caller
 from .._telephony.laml import LamlBuilder
+from .._telephony.lookup import LineTypeLookup
 from .._telephony.numbers import region_of
 from .._web.cookies import SECURE_SCHEMES, Cookies
 from .._web.pages import Pages, json_response
 from .devices import RememberedDevices
+from .linetype import LineTypes
 from .pending import Pending
 
 logger = logging.getLogger("voice2fa")
@@ -148,6 +150,14 @@ class Runtime:
                 verified_names=frozenset(n["verified"] for n in names),
             )
             self.cookies.not_before = self.devices.not_before
+        # VoIP lines the number ranges do not show (lookup_line_type): looked up before a first call.
+        self.line_types: LineTypes | None = None
+        if s.lookup_line_type and not s.allow_voip and s.uses_signalwire:
+            assert s.space_url and s.signalwire_project and s.signalwire_token
+            lookup = LineTypeLookup(
+                space=s.space_url, project=s.signalwire_project, token=s.signalwire_token, timeout=s.call_timeout
+            )
+            self.line_types = LineTypes(s, self.store, self.keys, clock, self.run, lookup)
         # Call sid -> user tag of the calls a development caller played (the dev phone shows
         # each user their own calls only); bounded like the caller's own history.
         self._dev_calls: dict[str, str] = {}
@@ -376,7 +386,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Close the caller's HTTP client and the store's connections (done at shutdown)."""
-        for resource in (self.caller, self.store):
+        for resource in (self.caller, self.store, self.line_types):
             closer = getattr(resource, "aclose", None)
             if closer is not None:
                 try:
