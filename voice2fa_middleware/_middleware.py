@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -231,7 +232,11 @@ class Voice2FAMiddleware:
         return lifespan_send
 
     async def aclose(self) -> None:
-        """Close the caller's HTTP client and the store's connections (done at shutdown)."""
+        """Close the caller's HTTP client and the store's connections (done at shutdown),
+        after the notifications under way (up to 5 s)."""
+        if self.notifier is not None:
+            with anyio.move_on_after(5):
+                await self.notifier.drain()
         await self.ctx.aclose()
 
     def client_address(self, conn: HTTPConnection) -> str:
