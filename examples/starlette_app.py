@@ -6,6 +6,9 @@ Configured only from the environment (see example.env). With no SignalWire crede
 console caller plays the call locally: the code appears on the terminal and on
 http://127.0.0.1:8000/voice2fa/dev/phone. Sign in as demo / demo (who has a phone number), or
 as new / new (who has none yet: the middleware asks for one and confirms it with a call).
+Recovery codes (the way in without the phone) are at /voice2fa/recovery; what an email to the
+user would say (a new number, recovery codes created or used, a lockout, a new remembered
+device) is at /outbox.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from voice2fa_middleware import Identity, Voice2FAMiddleware, Voice2FASettings, require_voice_2fa, safe_next
+from voice2fa_middleware import (
+    Identity,
+    MemoryRecoveryCodes,
+    Voice2FAMiddleware,
+    Voice2FASettings,
+    require_voice_2fa,
+    safe_next,
+)
 
 USERS = {"demo": "demo", "new": "new"}  # username -> password
 DEMO_PHONE = os.environ.get("DEMO_PHONE", "+12025550143")
@@ -35,6 +45,18 @@ FAVICON = (
     "<rect x='3' y='7' width='10' height='8' rx='1'/>"
     "<path d='M5 7V5a3 3 0 0 1 6 0v2' fill='none' stroke='black' stroke-width='2'/></svg>"
 )
+# Recovery codes: a real app keeps their hashes in its database (see examples/fastapi_users_app.py).
+RECOVERY_CODES = MemoryRecoveryCodes()
+# What the app would email its users (on_notify): the demo keeps the messages and shows them at /outbox.
+OUTBOX: list[tuple[str, str]] = []
+EMAILS = {
+    "phone_changed": "The phone number for sign-in checks on your account was changed.",
+    "recovery_codes_created": "New recovery codes were created for your account; the old ones no longer work.",
+    "recovery_code_used": "A recovery code was used to sign in to your account ({codes_left} left).",
+    "locked": "Too many wrong codes were typed for your account: sign-in checks are paused for a while.",
+    "new_device": "A new device will be remembered for sign-in checks on your account.",
+    "call_reported": "You reported a verification call you did not expect: we are looking into it.",
+}
 
 
 async def identify(conn: HTTPConnection) -> Identity | None:
@@ -52,6 +74,13 @@ async def save_phone(user_id: str, e164: str) -> None:
     PHONES[user_id] = e164
 
 
+def notify(user_id: str, kind: str, detail: dict[str, object]) -> None:
+    """What an email to the user would say (the middleware calls this in the background).
+    "If this was not you" belongs in every one: these messages are how users notice an attack."""
+    text = EMAILS.get(kind, kind).format(**detail)
+    OUTBOX.append((user_id, text + " If this was not you, contact support."))
+
+
 def page(request: Request, title: str, body: str, status: int = 200) -> HTMLResponse:
     # The middleware's own stylesheet, so the demo's pages and its verify page look like one product.
     # The icon is inline, so no page asks the server for a /favicon.ico it does not have.
@@ -60,8 +89,9 @@ def page(request: Request, title: str, body: str, status: int = 200) -> HTMLResp
         f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{title}</title>"
         f'<link rel=icon href="{FAVICON}"><link rel=stylesheet href={settings.prefix}/static/voice2fa.css>'
         "<main class=v2fa-card><nav class=v2fa-nav><a href=/>Home</a> <a href=/account>Account</a> "
-        f"<a href=/transfer>Transfer</a> <a href=/phone>Phone</a> {who_is_signed_in(request)}</nav>"
-        f"<h1>{title}</h1>{body}</main>",
+        f"<a href=/transfer>Transfer</a> <a href=/phone>Phone</a> "
+        f"<a href={settings.prefix}/recovery?next=/account>Recovery codes</a> <a href=/outbox>Outbox</a> "
+        f"{who_is_signed_in(request)}</nav><h1>{title}</h1>{body}</main>",
         status_code=status,
     )
 
@@ -150,6 +180,16 @@ async def phone(request: Request) -> Response:
     )
 
 
+async def outbox(request: Request) -> Response:
+    """The demo's mail: what was sent to the signed-in user (each user sees only their own)."""
+    user = request.session.get("user")
+    if not user:
+        return RedirectResponse("/login?next=/outbox", status_code=303)
+    mine = [text for to, text in OUTBOX if to == user]
+    items = "".join(f"<li>{html.escape(text)}</li>" for text in reversed(mine)) or "<li>No messages yet.</li>"
+    return page(request, "Outbox", f"<p>What an email to you would say, newest first.</p><ul id=outbox>{items}</ul>")
+
+
 @require_voice_2fa(fresh_within=300)
 async def transfer(request: Request) -> Response:
     if not request.session.get("user"):
@@ -165,6 +205,7 @@ app = Starlette(
         Route("/account", account),
         Route("/transfer", transfer),
         Route("/phone", phone, methods=["GET", "POST"]),
+        Route("/outbox", outbox),
     ],
     middleware=[
         # The session is read by identify(), so it sits outside the 2FA middleware.
@@ -179,6 +220,8 @@ app = Starlette(
             protect=["/account"],
             settings=settings,
             on_phone_confirmed=save_phone,  # users without a phone are sent to the phone page
+            recovery_codes=RECOVERY_CODES,  # {prefix}/recovery: one-time codes, the way in without the phone
+            on_notify=notify,  # tell users of a new number, recovery codes, lockouts, new devices
         ),
     ],
 )

@@ -164,3 +164,70 @@ def test_a_redis_url_redis_cannot_use_is_named_not_a_traceback(tmp_path: Path) -
         done = _human("--dev", cwd=tmp_path, env={"VOICE2FA_REDIS_URL": url, "VOICE2FA_SECRET_KEY": SECRET})
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
         assert f"PROBLEM  store: VOICE2FA_REDIS_URL is not a usable Redis URL: {words}" in done.stdout, done.stdout
+
+
+# -- voice2fa check --standards -------------------------------------------------------------------
+
+
+def _standards(env: dict[str, str], *args: str, cwd: Path) -> tuple[int, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE2FA_", "SIGNALWIRE_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "voice2fa_middleware", "check", "--standards", *args],
+        env={**clean, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout
+
+
+def test_the_standards_report_judges_the_settings(tmp_path: Path) -> None:
+    env = {"VOICE2FA_SECRET_KEY": SECRET, "VOICE2FA_PUBLIC_URL": "http://127.0.0.1:8000"}
+    status, out = _standards(env, "--json", cwd=tmp_path)
+    report = json.loads(out)
+    rows = {r["id"]: r for r in report["requirements"]}
+    assert status == 0 and report["ok"] is True
+    assert {k: r["outcome"] for k, r in rows.items()} == {
+        "code_lifetime": "pass",
+        "code_entropy": "pass",
+        "single_use": "pass",
+        "attempt_limit": "pass",
+        "call_rate_limits": "pass",
+        "no_voip": "pass",
+        "alternative": "warn",
+        "notifications": "warn",
+        "webhook_signatures": "pass",
+        "bound_to_request": "pass",
+        "https": "warn",
+    }
+    assert "cannot tell from settings" in rows["alternative"]["detail"] and rows["alternative"]["fix"].startswith(
+        "recovery_codes="
+    )
+    assert all(r["reference"] and r["requirement"] and r["fix"] for r in rows.values())
+    weak = {**env, "VOICE2FA_ALLOW_VOIP": "true", "VOICE2FA_RECOVERY_CODES": "0", "VOICE2FA_LOCKOUT_WINDOW": "60"}
+    status, out = _standards(weak, cwd=tmp_path)
+    assert status == 1
+    lines = {line.split(":")[0].split()[-1]: line for line in out.splitlines() if line[:4] in ("PASS", "WARN", "FAIL")}
+    assert lines["no_voip"].startswith("FAIL") and "[allow_voip, lookup_line_type]" in lines["no_voip"]
+    assert lines["alternative"].startswith("FAIL") and lines["attempt_limit"].startswith("FAIL")
+    assert "600 per hour" in lines["attempt_limit"]
+    assert out.rstrip().endswith("requirements failed")
+
+
+def test_the_middleware_knows_what_the_settings_cannot_tell() -> None:
+    from voice2fa_middleware import MemoryRecoveryCodes
+
+    settings = Voice2FASettings(secret_key=SECRET, public_url="https://app.example.com")
+    bare = Voice2FAMiddleware(Starlette(), identify=identify, settings=settings)
+    given = Voice2FAMiddleware(
+        Starlette(),
+        identify=identify,
+        settings=settings,
+        recovery_codes=MemoryRecoveryCodes(),
+        on_notify=lambda user_id, kind, detail: None,
+    )
+    assert {r.id: r.outcome for r in bare.standards()}["alternative"] == "fail"
+    outcomes = {r.id: r.outcome for r in given.standards()}
+    assert outcomes["alternative"] == outcomes["notifications"] == outcomes["https"] == "pass"
+    assert "fail" not in outcomes.values() and "warn" not in outcomes.values()

@@ -423,3 +423,76 @@ def test_the_dev_phone_shows_each_account_its_own_calls_only(uvicorn_factory: Ca
             time.sleep(0.1)
         assert [c["sid"] for c in theirs] != [] and mine[0]["sid"] not in [c["sid"] for c in theirs]
         assert len(demo.get("/voice2fa/dev/calls").json()["calls"]) == 1  # and demo sees not new's
+
+
+# -- VoIP numbers (NIST SP 800-63B-4): refused by default, on the phone page and before a call ---
+
+VOIP_GB = "+445612345678"  # libphonenumber types it VOIP
+
+
+def test_voip_numbers_are_refused_on_the_phone_page_by_default(enrol_harness: Callable[..., Harness]) -> None:
+    h = enrol_harness(allowed_countries=["US", "GB"])
+    with h.client("nina") as c:
+        r = enrol(h, c, VOIP_GB)
+        assert r.status_code == 400 and "cannot call internet phone (VoIP) numbers" in r.text
+        assert 'aria-invalid="true"' in r.text
+        body = c.get("/voice2fa/phone", headers={"accept": "application/json"}).json()
+        j = c.post("/voice2fa/phone", json={"phone": VOIP_GB, "csrf_token": body["csrf_token"]})
+        assert j.status_code == 400 and j.json()["error"] == "voip" and "VoIP" in j.json()["message"]
+    assert not h.double.calls and not h.double.create_requests
+    refused = [e for e in h.events if e.kind == "call_refused"]
+    assert refused and all(e.detail["reason"] == "phone_voip" for e in refused)
+
+
+def test_voip_numbers_are_not_called_for_a_verification(harness_factory: Callable[..., Harness]) -> None:
+    h = harness_factory(allowed_countries=["US", "GB"])
+    with h.client("alice") as c:
+        c.cookies.set("test_phone", VOIP_GB)
+        r = c.get("/account")
+        assert r.status_code == 403 and "internet phone (VoIP)" in r.text
+        de = c.get("/account", headers={"accept-language": "de"})
+        assert "Internettelefonie" in de.text
+    assert not h.double.create_requests
+    assert [e.detail["reason"] for e in h.events if e.kind == "call_refused"] == ["phone_voip", "phone_voip"]
+
+
+def test_allow_voip_lets_the_number_be_called(harness_factory: Callable[..., Harness]) -> None:
+    h = harness_factory(allowed_countries=["US", "GB"], allow_voip=True)
+    with h.client("alice") as c:
+        c.cookies.set("test_phone", VOIP_GB)
+        r = c.get("/account")
+        assert r.status_code == 303
+        [call] = h.double.wait_for_calls(1)
+        assert call.to == VOIP_GB
+
+
+def test_a_line_type_lookup_refuses_voip_lines_the_ranges_do_not_show(
+    enrol_harness: Callable[..., Harness], accounts: Accounts
+) -> None:
+    h = enrol_harness(lookup_line_type=True)
+    h.double.line_types["+12025550150"] = "voip"
+    with h.client("nina") as c:
+        r = enrol(h, c, "+12025550150")
+        assert r.status_code == 400 and "internet phone (VoIP)" in r.text
+        assert enrol(h, c, "+12025550150").status_code == 400
+        assert h.double.lookups == ["+12025550150"]  # looked up once: the answer is kept
+        assert not h.double.create_requests
+        h.double.lookups_fail = True  # a failed lookup never blocks a call
+        assert enrol(h, c, "+12025550151").status_code == 303
+        h.double.wait_for_calls(1)
+    refused = [e.detail for e in h.events if e.kind == "call_refused"]
+    assert refused == [{"reason": "phone_voip", "source": "lookup"}] * 2
+    h.double.lookups_fail = False
+    with h.client("alice") as c:  # a verification call: looked up before the first call only
+        csrf, code = h.challenge(c)
+        assert h.verify(c, code, csrf).status_code == 303
+    assert h.double.lookups.count("+12025550143") == 1
+
+
+def test_a_verification_call_to_a_voip_line_is_refused_after_a_lookup(harness_factory: Callable[..., Harness]) -> None:
+    h = harness_factory(lookup_line_type=True)
+    h.double.line_types["+12025550143"] = "voip"
+    with h.client("alice") as c:
+        r = c.get("/account")
+        assert r.status_code == 403 and "internet phone (VoIP)" in r.text
+    assert not h.double.create_requests and h.double.lookups == ["+12025550143"]

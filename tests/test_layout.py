@@ -28,11 +28,11 @@ LAYOUT_PAGE = PACKAGE.parent / "docs" / "contributing" / "code-layout.md"
 LAYERS: list[list[str]] = [
     ["_errors"],
     ["_core"],
-    ["_settings", "_i18n"],
+    ["_settings", "_i18n", "_standards"],
     ["_telephony", "_stores"],
     ["_web"],
     ["_flow"],
-    ["_handle"],
+    ["_handle", "_support"],
     ["_protection", "_endpoints"],
     ["_middleware"],
     ["_check", "stores", "callers"],
@@ -255,7 +255,9 @@ def test_extension_points_have_public_namespaces_that_match_the_top_level() -> N
         [
             "Bucket",
             "Challenge",
+            "MemoryRecoveryCodes",
             "MemoryStore",
+            "RecoveryCodeStore",
             "RedisStore",
             "Reservation",
             "Start",

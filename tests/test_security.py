@@ -692,3 +692,120 @@ def test_s14_calls_refused_while_the_circuit_is_open_spend_no_budget(harness_fac
         csrf, code = h.challenge(bob)
         assert h.verify(bob, code, csrf).status_code == 303
     assert len(double.create_requests) == 2 and caller.state == "closed"
+
+
+# -- S29 recovery codes, S33 VoIP numbers, S34 notifications, S35 forgotten devices ---------------
+
+
+def _recovery_harness(harness_factory: Callable[..., Harness], **settings: Any) -> tuple[Harness, Any]:
+    from voice2fa_middleware import MemoryRecoveryCodes
+
+    codes = MemoryRecoveryCodes()
+    return harness_factory(middleware={"recovery_codes": codes}, **settings), codes
+
+
+def _create_codes(h: Harness, user: str) -> list[str]:
+    with h.client(user) as c:
+        csrf, code = h.challenge(c)
+        assert h.verify(c, code, csrf).status_code == 303
+        page = c.get("/voice2fa/recovery")
+        made = c.post("/voice2fa/recovery", data={"csrf_token": csrf_of(page.text)})
+        return re.findall(r"<code>([a-z2-7]{5}-[a-z2-7]{5})</code>", made.text)
+
+
+def test_s29_recovery_codes_are_keyed_hashes_bound_to_their_user(harness_factory: Callable[..., Harness]) -> None:
+    h, store = _recovery_harness(harness_factory)
+    codes = _create_codes(h, "alice")
+    kept = store._codes["alice"]
+    assert len(kept) == 10 and all(re.fullmatch(r"[0-9a-f]{64}", k) for k in kept)
+    assert not any(code.replace("-", "") in k for code in codes for k in kept)
+    with h.client("bob") as bob:  # another user's code is worth nothing
+        page = bob.get("/voice2fa/recovery/use?next=/account")
+        r = bob.post("/voice2fa/recovery/use", data={"code": codes[0], "csrf_token": csrf_of(page.text)})
+        assert r.status_code == 400
+    assert all(v is None for v in store._codes["alice"].values())
+
+
+def test_s29_a_recovery_code_needs_this_sites_form_and_the_users_token(harness_factory: Callable[..., Harness]) -> None:
+    h, _store = _recovery_harness(harness_factory)
+    codes = _create_codes(h, "alice")
+    with h.client("alice") as c, h.client("bob") as bob:
+        token = csrf_of(c.get("/voice2fa/recovery/use").text)
+        bobs = csrf_of(bob.get("/voice2fa/recovery/use").text)
+        assert c.post("/voice2fa/recovery/use", data={"code": codes[0], "csrf_token": bobs}).status_code == 403
+        cross = c.post(
+            "/voice2fa/recovery/use",
+            data={"code": codes[0], "csrf_token": token},
+            headers={"sec-fetch-site": "cross-site"},
+        )
+        assert cross.status_code == 403
+        assert c.get("/account").status_code == 303  # nothing granted (and a challenge now: a new token)
+        token = csrf_of(c.get("/voice2fa/recovery/use").text)
+        assert c.post("/voice2fa/recovery/use", data={"code": codes[0], "csrf_token": token}).status_code == 200
+
+
+def test_s29_concurrent_wrong_recovery_codes_stay_within_the_lockout(harness_factory: Callable[..., Harness]) -> None:
+    h, _store = _recovery_harness(harness_factory, lockout_failures=3)
+    _create_codes(h, "alice")
+    with h.client("alice") as c:
+        page = c.get("/voice2fa/recovery/use?next=/account")
+        form = {"code": "aaaaa-aaaaa", "csrf_token": csrf_of(page.text)}
+        cookies = dict(c.cookies)
+    import threading
+
+    results: list[int] = []
+    barrier = threading.Barrier(10)
+
+    def submit() -> None:
+        with httpx.Client(base_url=h.url, cookies=cookies, timeout=30) as client:
+            barrier.wait()
+            results.append(client.post("/voice2fa/recovery/use", data=form).status_code)
+
+    threads = [threading.Thread(target=submit) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(400) + results.count(429) == 10
+    assert len([e for e in h.events if e.kind == "failed"]) <= 3  # at most lockout_failures compared
+
+
+def test_s29_voip_numbers_are_never_called(harness_factory: Callable[..., Harness]) -> None:
+    h = harness_factory(allowed_countries=["US", "GB", "CA"])
+    with h.client("alice") as c:
+        for number in ("+445612345678", "+16002012345"):  # UK and Canadian VoIP ranges
+            c.cookies.set("test_phone", number)
+            assert c.get("/account").status_code == 403
+    assert not h.double.create_requests
+    assert {e.detail["reason"] for e in h.events if e.kind == "call_refused"} == {"phone_voip"}
+
+
+def test_s29_notifications_never_hold_nor_fail_the_request(harness_factory: Callable[..., Harness]) -> None:
+    def broken(user_id: str, kind: str, detail: Any) -> None:
+        time.sleep(3)
+        raise RuntimeError("no mail today")
+
+    h = harness_factory(middleware={"on_notify": broken}, lockout_failures=1)
+    with h.client("alice") as c:
+        csrf, code = h.challenge(c)
+        started = time.monotonic()
+        assert h.verify(c, wrong_for(code), csrf).status_code == 429  # locked: a notification
+        assert time.monotonic() - started < 2.5
+
+
+def test_s35_a_remember_proof_older_than_the_forget_does_not_count() -> None:
+    from voice2fa_middleware import Identity, Voice2FASettings
+    from voice2fa_middleware._core.crypto import Keyring
+    from voice2fa_middleware._web.cookies import Cookies
+
+    settings = Voice2FASettings(secret_key="k" * 32)
+    keys = Keyring(settings.secret_keys)
+    cookies = Cookies(settings, keys, time.time)
+    who = Identity("alice", "+12025550143", "")
+    jar = {"voice2fa_remember": keys.sign_proof("remember", who)}
+    scope: dict[str, Any] = {"scheme": "http"}
+    assert cookies.verified_at(jar, scope, who) is not None
+    cookies.not_before = lambda user_id: time.time() + 1 if user_id == "alice" else 0.0
+    assert cookies.verified_at(jar, scope, who) is None  # even from the proof cache
+    jar["voice2fa_verified"] = keys.sign_proof("verified", who)
+    assert cookies.verified_at(jar, scope, who) is not None  # a verified cookie is not a device

@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING
 
 from ._core.audit import AuditEvent, AuditHook
+from ._core.notify import NOTIFICATIONS, NotifyHook
 from ._core.rules import Identity, ProtectedPath
 from ._core.urls import safe_next
 from ._errors import (
@@ -22,6 +23,8 @@ from ._protection import VerificationRequired, VoiceTwoFactor, require_voice_2fa
 from ._settings import Voice2FASettings
 from ._stores.base import Bucket, Challenge, Reservation, Start, Store, challenge_id
 from ._stores.memory import MemoryStore
+from ._stores.recovery_codes import MemoryRecoveryCodes, RecoveryCodeStore
+from ._support import Support, UserState
 from ._telephony.callers import Caller, ConsoleCaller, SignalWireCaller, SignalWireSDKCaller
 from ._telephony.signatures import compute_signature, is_valid_signature
 from ._web.cookies import forget_verification
@@ -32,6 +35,7 @@ if TYPE_CHECKING:  # imported on first use at run time (needs the 'redis' extra)
 __version__ = "0.1.0"
 
 __all__ = [
+    "NOTIFICATIONS",
     "AuditEvent",
     "AuditHook",
     "Bucket",
@@ -41,11 +45,14 @@ __all__ = [
     "ConfigurationError",
     "ConsoleCaller",
     "Identity",
+    "MemoryRecoveryCodes",
     "MemoryStore",
     "MissingExtraError",
+    "NotifyHook",
     "PhoneConfirmed",
     "ProtectedPath",
     "ProviderUnavailableError",
+    "RecoveryCodeStore",
     "RedisStore",
     "Reservation",
     "SignalWireCaller",
@@ -54,7 +61,9 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreFullError",
+    "Support",
     "Translations",
+    "UserState",
     "VerificationRequired",
     "Voice2FAError",
     "Voice2FAHandle",

@@ -25,9 +25,12 @@ from typing import Literal
 
 import httpx
 
+from . import _support as support
 from ._core.crypto import Keyring, new_id
 from ._endpoints.webhooks import CHECK_CALL
+from ._errors import ConfigurationError
 from ._settings import Voice2FASettings, env_names, read_env_report
+from ._standards import standards
 from ._telephony.callers import SignalWireCaller
 from ._telephony.numbers import check_phone, region_of
 
@@ -227,12 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument(
         "--dev", action="store_true", help="a development setup is enough (console caller, no secret key, http)"
     )
+    check.add_argument("--standards", action="store_true", help="report on NIST SP 800-63B-4 and ASVS 5.0 V6 instead")
+    support.add_arguments(commands.add_parser("support", help="support tasks on a user (needs VOICE2FA_REDIS_URL)"))
     args = parser.parse_args(argv)
+    if args.command == "support":
+        return support.command(args)
     if args.env_file is not None and not Path(args.env_file).is_file():
         # A file named on purpose and not there: checking without it would check something else.
         print(f"voice2fa check: {args.env_file}: no such file", file=sys.stderr)
         return 2
     env_file = args.env_file if args.env_file is not None else ".env"
+    if args.standards:
+        return standards_command(env_file, as_json=args.json)
     findings = asyncio.run(run_checks(env_file=env_file, call=args.call, dev=args.dev))
     failed = any(f.outcome == "problem" for f in findings)
     if args.json:
@@ -249,6 +258,25 @@ def main(argv: list[str] | None = None) -> int:
         else:
             verdict = "ready for development" if args.dev else "ready"
         print("voice2fa check: " + verdict)
+    return 1 if failed else 0
+
+
+def standards_command(env_file: str | None, *, as_json: bool) -> int:
+    """``voice2fa check --standards``: one line per requirement; non-zero on any fail."""
+    try:
+        s = Voice2FASettings.from_env(env_file=env_file)
+    except ConfigurationError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    rows = standards(s)
+    failed = any(r.outcome == "fail" for r in rows)
+    if as_json:
+        print(json.dumps({"ok": not failed, "requirements": [asdict(r) for r in rows]}, indent=2))
+    else:
+        for r in rows:
+            fix = f" [{r.fix}]" if r.fix != "-" else ""
+            print(f"{r.outcome.upper():<4}  {r.id}: {r.requirement} ({r.reference}): {r.detail}{fix}")
+        print("voice2fa check --standards: " + ("requirements failed" if failed else "no requirement failed"))
     return 1 if failed else 0
 
 

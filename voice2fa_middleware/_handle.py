@@ -44,8 +44,15 @@ class Voice2FAHandle:
         challenger = self._challenger
         conn = self._conn = Connection(self._scope, scope_cookies(self._scope))
         if challenger.identify_is_async:
-            return challenger.identify(conn)  # type: ignore[return-value]  # checked at start-up
-        return challenger.ctx.identify_conn(conn)
+            identified: Awaitable[object] = challenger.identify(conn)  # type: ignore[assignment]  # checked at start-up
+        else:
+            identified = challenger.ctx.identify_conn(conn)
+        devices = challenger.ctx.devices
+        if devices is not None and devices.remember_only(conn.cookies):
+            # A remember cookie may be the only proof: the user's forgotten devices are read
+            # (cached a minute) before the proof is checked. Never for a verified cookie.
+            return devices.after_identify(identified)
+        return identified
 
     def _settle(self, result: object) -> Identity | None:
         """Keep ``identify``'s answer for the rest of the request."""

@@ -13,23 +13,29 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._core.audit import AuditHook
+from ._core.notify import Notifier, NotifyHook
 from ._core.rules import Identify, PathRules, ProtectedPath, route_path
 from ._core.urls import safe_root
 from ._endpoints.router import OwnEndpoints
 from ._errors import ConfigurationError, Voice2FAError
 from ._flow.challenge import Challenger, phoneless_mode
 from ._flow.enrolment import Enrolment, PhoneConfirmed
+from ._flow.recovery import RecoveryCodes
 from ._flow.runtime import ClassifyRequest, Misordered, Runtime
 from ._handle import Voice2FAHandle
 from ._i18n.catalogs import Translations
 from ._protection import VerificationRequired
 from ._settings import Voice2FASettings
+from ._standards import Row, standards
 from ._stores.base import Store
+from ._stores.recovery_codes import RecoveryCodeStore
+from ._support import Support
 from ._telephony.callers import Caller, PlacesCalls
 from ._web.cookies import no_store, wants_no_store
 from ._web.pages import SignoutFields
@@ -58,6 +64,11 @@ class Voice2FAMiddleware:
     it to the default rules (``Sec-Fetch-Mode``, ``X-Requested-With``, ``Accept``,
     ``Authorization``). ``signout_fields(request)`` gives hidden fields for the Sign out form
     on our pages, such as the app's own CSRF token.
+    ``recovery_codes``: the app's ``RecoveryCodeStore`` (``MemoryRecoveryCodes`` for a demo);
+    with it, users create one-time recovery codes at ``{prefix}/recovery`` and may type one
+    instead of a call's code. ``on_notify(user_id, kind, detail)`` (sync or async) tells the
+    user about changes and attacks (``_core.notify``: phone changed, codes created or used,
+    lockout, new remembered device), in the background.
     """
 
     def __init__(
@@ -79,6 +90,8 @@ class Voice2FAMiddleware:
         on_phone_confirmed: PhoneConfirmed | None = None,
         classify_request: ClassifyRequest | None = None,
         signout_fields: SignoutFields | None = None,
+        recovery_codes: RecoveryCodeStore | None = None,
+        on_notify: NotifyHook | None = None,
     ) -> None:
         self.app = app
         try:
@@ -87,12 +100,14 @@ class Voice2FAMiddleware:
             phoneless = phoneless_mode(s, enrolment_enabled=on_phone_confirmed is not None)
             if phoneless == "enrol" and on_phone_confirmed is None:
                 raise ConfigurationError("phoneless='enrol' needs on_phone_confirmed, the hook that saves a number")
+            # Notifications are mapped from the audit events, in one place (_core.notify).
+            self.notifier = Notifier(on_notify, on_event) if on_notify is not None else None
             self.ctx = Runtime(
                 identify=identify,
                 settings=s,
                 store=store,
                 caller=caller,
-                on_event=on_event,
+                on_event=self.notifier or on_event,
                 select_language=select_language,
                 classify_request=classify_request,
                 signout_fields=signout_fields,
@@ -121,7 +136,9 @@ class Voice2FAMiddleware:
                 "with no second factor"
             )
         enrolment = Enrolment(self._challenger, on_phone_confirmed) if on_phone_confirmed is not None else None
-        self._own = OwnEndpoints(self._challenger, enrolment)
+        recovery = RecoveryCodes(self.ctx, recovery_codes) if recovery_codes is not None and s.recovery_codes else None
+        self.ctx.recovery_enabled = recovery is not None
+        self._own = OwnEndpoints(self._challenger, enrolment, recovery)
         self._prefix = s.prefix
         self._no_store = s.protected_no_store  # "html", "always" or "never"
         # Path -> (whose: _APP, _OWN or _SIGN_OUT, rule): what _classify says, for the paths seen lately.
@@ -230,12 +247,32 @@ class Voice2FAMiddleware:
         return lifespan_send
 
     async def aclose(self) -> None:
-        """Close the caller's HTTP client and the store's connections (done at shutdown)."""
+        """Close the caller's HTTP client and the store's connections (done at shutdown),
+        after the notifications under way (up to 5 s)."""
+        if self.notifier is not None:
+            with anyio.move_on_after(5):
+                await self.notifier.drain()
         await self.ctx.aclose()
 
     def client_address(self, conn: HTTPConnection) -> str:
         """The client's address: the ASGI peer, or ``X-Forwarded-For`` from trusted proxies."""
         return self.ctx.client_address(conn)
+
+    @property
+    def support(self) -> Support:
+        """The support tasks (a user's state, lift a lockout, reset budgets, forget devices,
+        cancel a challenge) on this middleware's store; see ``docs/operations/support.md``."""
+        found: Support | None = self.__dict__.get("_support")
+        if found is None:
+            found = self.__dict__["_support"] = Support.of(self.ctx)
+        return found
+
+    def standards(self) -> list[Row]:
+        """The NIST SP 800-63B-4 and ASVS 5.0 V6 report for this middleware: the settings,
+        and whether recovery codes and notifications were given."""
+        return standards(
+            self.settings, recovery_enabled=self.ctx.recovery_enabled, notify_enabled=self.notifier is not None
+        )
 
 
 class _NotStarted(Voice2FAMiddleware):

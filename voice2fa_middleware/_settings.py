@@ -210,6 +210,16 @@ class Voice2FASettings:
     """After the user presses 9 in a call ("I did not try to sign in"), no call is placed to
     them for this many seconds, so someone who holds their password cannot keep their phone
     ringing. ``0``: no pause (the challenge is still cancelled and the event audited)."""
+    allow_voip: bool = False
+    """Call numbers that libphonenumber types as VoIP (internet phone numbers). Off by default:
+    such a number is not bound to a device, so a call to it is a weak proof of possession
+    (NIST SP 800-63B-4). Refused numbers get a clear message and a ``call_refused`` audit
+    event with reason ``phone_voip``."""
+    lookup_line_type: bool = False
+    """Before the first call to a number, ask SignalWire's phone number lookup for its line type
+    and refuse a ``voip`` line too (VoIP providers also hand out ordinary-looking numbers). Each
+    lookup is billed; the answer is kept 30 days, a number the user verified is never looked
+    up, and a failed lookup never blocks a call. Only with SignalWire, and ``allow_voip`` off."""
 
     # Phone enrolment: confirming a number with a call before the app saves it
     phoneless: Literal["enrol", "refuse", "allow"] | None = None
@@ -222,6 +232,12 @@ class Voice2FASettings:
     enrol_calls_per_phone_per_hour: int = 2
     shared_phone_accounts: int = 3
     """Accounts confirming one number within a day that raise a ``phone_shared`` audit event."""
+
+    # Recovery codes: signing in without the phone
+    recovery_codes: int = 10
+    """Codes in a set of one-time recovery codes (``{prefix}/recovery``), the alternative a
+    user has when the phone is lost or cannot be reached; 0 turns them off. The page exists
+    only when the app passes ``recovery_codes=`` (a ``RecoveryCodeStore``) to the middleware."""
 
     # Speech
     voicemail_guard: bool = True
@@ -423,6 +439,8 @@ class Voice2FASettings:
             problems.append("cookie_name_prefix must be letters, digits, '_', '-' or '.'")
         if not 0 < self.body_timeout <= 120:
             problems.append("body_timeout must be more than 0 and at most 120 seconds")
+        if not 0 <= self.recovery_codes <= 50:
+            problems.append("recovery_codes must be between 0 (off) and 50")
         if self.remember_days < 0:
             problems.append("remember_days must be 0 (off) or more")
         if self.allowed_countries is not None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ._errors import StoreError, StoreFullError
 from ._stores.base import Bucket, Challenge, Reservation, Start, Store, challenge_id
 from ._stores.memory import MemoryStore
+from ._stores.recovery_codes import MemoryRecoveryCodes, RecoveryCodeStore
 
 if TYPE_CHECKING:  # imported on first use at run time (needs the 'redis' extra); see __getattr__
     from ._stores.redis import RedisStore
@@ -23,7 +24,9 @@ if TYPE_CHECKING:  # imported on first use at run time (needs the 'redis' extra)
 __all__ = [
     "Bucket",
     "Challenge",
+    "MemoryRecoveryCodes",
     "MemoryStore",
+    "RecoveryCodeStore",
     "RedisStore",
     "Reservation",
     "Start",

@@ -196,6 +196,11 @@ class SignalWireDouble:
         self.create_requests: list[list[tuple[str, str]]] = []
         self.rejected: list[int] = []
         self._failures: list[tuple[int, str, dict[str, str], str | None]] = []
+        # The phone number lookup: each number's carrier line type ("wireless" unless set here),
+        # the numbers looked up, and whether lookups fail (500).
+        self.line_types: dict[str, str] = {}
+        self.lookups: list[str] = []
+        self.lookups_fail = False
         self._changed = threading.Condition()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._client: httpx.AsyncClient | None = None
@@ -205,6 +210,7 @@ class SignalWireDouble:
             routes=[
                 Route(path, self._create_call, methods=["POST"]),
                 Route(account, self._account, methods=["GET"]),  # read-only: credentials check
+                Route("/api/relay/rest/lookup/phone_number/{number}", self._lookup, methods=["GET"]),
             ]
         )
         self._server = LiveServer(self.app, port=port)
@@ -299,6 +305,20 @@ class SignalWireDouble:
         if not self._authorized(request) or request.path_params["project"] != self.project:
             return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
         return JSONResponse({"sid": self.project, "friendly_name": "test double", "status": "active"})
+
+    async def _lookup(self, request: Request) -> JSONResponse:
+        """SignalWire's phone number lookup, ``?include=carrier``: the carrier's line type."""
+        if not self._authorized(request):
+            return JSONResponse({"errors": [{"code": "UNAUTHORIZED"}]}, status_code=401)
+        number = request.path_params["number"]
+        self.lookups.append(number)
+        if self.lookups_fail:
+            return JSONResponse({"errors": [{"code": "INTERNAL"}]}, status_code=500)
+        carrier = {"lec": "Test Carrier", "linetype": self.line_types.get(number, "wireless")}
+        body: dict[str, Any] = {"e164": number, "country_code": "1", "national_number": number[2:]}
+        if request.query_params.get("include") == "carrier":
+            body["carrier"] = carrier
+        return JSONResponse(body)
 
     async def _create_call(self, request: Request) -> Response:
         if request.path_params["project"] != self.project or not self._authorized(request):

@@ -22,6 +22,9 @@ EventKind = Literal[
     "provider_circuit",
     "phone_confirmed",
     "phone_shared",
+    "recovery_created",
+    "recovery_used",
+    "support",
 ]
 
 logger = logging.getLogger("voice2fa.audit")

@@ -32,6 +32,30 @@ def generate_code(digits: int) -> str:
     return str(secrets.randbelow(10**digits)).zfill(digits)
 
 
+# Recovery codes: base32's lower-case alphabet (no 0, 1, 8, 9: nothing to confuse with O, l, B, g).
+RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+RECOVERY_LENGTH = 10  # 50 bits, typed as two groups of five: "abcde-fghij"
+_RECOVERY_TYPED = str.maketrans({"0": "o", "1": "l", "8": "b", " ": None, "-": None, ".": None, "\t": None})
+
+
+def generate_recovery_code() -> str:
+    """A one-time recovery code from ``secrets``: 10 base32 characters (50 bits), written in
+    two groups of five (``abcde-fghij``) to be copied by hand without losing one's place."""
+    chars = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_LENGTH))
+    return chars[:5] + "-" + chars[5:]
+
+
+def normalize_recovery_code(typed: str) -> str | None:
+    """A typed recovery code as it was generated (lower case, no separators), or ``None`` when
+    it cannot be one. Upper case, spaces, dashes and the look-alikes 0, 1 and 8 are forgiven."""
+    if len(typed) > 40:
+        return None
+    code = typed.strip().lower().translate(_RECOVERY_TYPED)
+    if len(code) != RECOVERY_LENGTH or any(c not in RECOVERY_ALPHABET for c in code):
+        return None
+    return code
+
+
 def new_id(nbytes: int = 18) -> str:
     return secrets.token_urlsafe(nbytes)
 
@@ -93,6 +117,7 @@ class Keyring:
         self._secrets = tuple(secret_keys)
         self._code_keys = [_derive(s, "code") for s in self._secrets]
         self._tag_keys = [_derive(s, "tag") for s in self._secrets]
+        self._recovery_keys = [_derive(s, "recovery") for s in self._secrets]
         # itsdangerous signs with the last key and verifies with all of them.
         self._oldest_first = list(reversed(self._secrets))
         self.pending = self.serializer("voice2fa.pending")
@@ -115,6 +140,12 @@ class Keyring:
         for key in self._code_keys:
             ok |= hmac.compare_digest(self._mac(key, challenge_id, code), stored_mac)
         return ok
+
+    def recovery_macs(self, user_id: str, code: str) -> list[str]:
+        """The stored forms of a recovery code (normalised) for ``user_id``, newest key first:
+        a set saved before a key rotation still matches under the older key. Bound to the user,
+        so one user's code is worthless for another."""
+        return [self._mac(key, "recovery\x00" + user_id, code) for key in self._recovery_keys]
 
     def tag(self, kind: str, value: str) -> str:
         """An opaque, stable tag for a user id or a phone number (keys, cookies)."""

@@ -17,13 +17,20 @@ from .._core.crypto import new_id
 from .._core.rules import Identity
 from .._core.urls import safe_next
 from .._flow.enrolment import Enrolment
+from .._flow.recovery import freshly_verified
 from .._telephony.numbers import check_phone, example_number, mask, region_of
 from .._web.forms import Refused, is_same_site, read_form
 from .._web.pages import json_response
 
 _MAX_PHONE = 64  # characters of the typed number (spaces, dashes, brackets included)
 _TOKEN_AGE = 3600
-_JSON_ERRORS = {"invalid": "invalid_phone", "number_type": "number_type", "country": "country", "same": "same_number"}
+_JSON_ERRORS = {
+    "invalid": "invalid_phone",
+    "number_type": "number_type",
+    "voip": "voip",
+    "country": "country",
+    "same": "same_number",
+}
 
 
 class EnrolEndpoints:
@@ -51,10 +58,7 @@ class EnrolEndpoints:
 
     async def _step_up(self, request: Request, identity: Identity) -> Response | None:
         """A user who has a phone proves it, recently, before changing it: else the challenge."""
-        if identity.phone is None:
-            return None
-        at = self.ctx.cookies.verified_at(request.cookies, request.scope, identity)
-        if at is not None and self.ctx.now() - at <= self.settings.enrol_fresh_within:
+        if identity.phone is None or freshly_verified(self.ctx, request, identity):
             return None
         return await self.challenger.challenge(request, identity)
 
@@ -133,12 +137,15 @@ class EnrolEndpoints:
         next_url = safe_next(form.get("next")) or safe_next(request.query_params.get("next")) or "/"
         raw = form.get("phone", "")
         raw = raw if isinstance(raw, str) and len(raw) <= _MAX_PHONE else ""
-        phone = check_phone(raw, ctx.allowed_regions, self.region)
+        phone = check_phone(raw, ctx.allowed_regions, self.region, allow_voip=self.settings.allow_voip)
         if not phone.ok or phone.e164 is None:
-            error = phone.reason if phone.reason in ("number_type", "country") else "invalid"
+            error = phone.reason if phone.reason in ("number_type", "voip", "country") else "invalid"
             await ctx.audit("call_refused", request, who.user_id, reason=f"phone_{error}")
             return self._render(request, who, next_url, status=400, error=error, typed=raw)
         if who.phone is not None and check_phone(who.phone, None).e164 == phone.e164:
             return self._render(request, who, next_url, status=400, error="same", typed=raw)
+        if ctx.line_types is not None and await ctx.line_types.is_voip(phone.e164, who.user_id):
+            await ctx.audit("call_refused", request, who.user_id, reason="phone_voip", source="lookup")
+            return self._render(request, who, next_url, status=400, error="voip", typed=raw)
         language = ctx.language(request)
         return await self.enrolment.start(request, who, phone.e164, next_url, language)

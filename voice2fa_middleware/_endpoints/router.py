@@ -21,11 +21,13 @@ from starlette.types import Receive, Scope, Send
 from .._errors import StoreError
 from .._flow.challenge import Challenger
 from .._flow.enrolment import Enrolment
+from .._flow.recovery import RecoveryCodes
 from .._flow.runtime import Misordered
 from .._web.forms import ClientGone, Refused
 from .._web.pages import text_response
 from .dev_phone import DevEndpoints
 from .enrol import EnrolEndpoints
+from .recovery import RecoveryEndpoints
 from .verify import VerifyEndpoints
 from .webhooks import WebhookEndpoints
 
@@ -35,7 +37,9 @@ logger = logging.getLogger("voice2fa")
 class OwnEndpoints:
     """An ASGI app serving ``{prefix}/...``; the middleware hands it its own paths."""
 
-    def __init__(self, challenger: Challenger, enrolment: Enrolment | None = None) -> None:
+    def __init__(
+        self, challenger: Challenger, enrolment: Enrolment | None = None, recovery: RecoveryCodes | None = None
+    ) -> None:
         self.ctx = ctx = challenger.ctx
         p = ctx.prefix
         verify = VerifyEndpoints(challenger, enrolment)
@@ -59,6 +63,14 @@ class OwnEndpoints:
             routes += [
                 Route(f"{p}/phone", phone.page, methods=["GET"]),
                 Route(f"{p}/phone", phone.submit, methods=["POST"]),
+            ]
+        if recovery is not None:  # the recovery codes pages exist when the app keeps codes
+            codes = RecoveryEndpoints(challenger, recovery, verify)
+            routes += [
+                Route(f"{p}/recovery", codes.page, methods=["GET"]),
+                Route(f"{p}/recovery", codes.create, methods=["POST"]),
+                Route(f"{p}/recovery/use", codes.use_page, methods=["GET"]),
+                Route(f"{p}/recovery/use", codes.use, methods=["POST"]),
             ]
         if ctx.dev_pages and ctx.caller.calls_nobody:
             dev = DevEndpoints(ctx)

@@ -132,6 +132,7 @@ class VerifyEndpoints:
             status_labels=self._status_labels.get(language, self._status_labels["en"]),
             resend_in=self.challenger.resend_in(ch),
             remember_days=self.settings.remember_days,
+            recovery=self.ctx.recovery_enabled,
             logout_url=self.ctx.app_url(request, self.settings.logout_url) if self.settings.logout_url else None,
         )
 
@@ -206,10 +207,13 @@ class VerifyEndpoints:
             identity = confirmed
         await self._after_consume(identity, ch)
         ctx.telemetry.record("voice2fa.verify.duration", max(ctx.now() - ch.created_at, 0.0))
-        await ctx.audit("verified", request, identity.user_id, challenge=ch.id)
+        remember = form.get("remember") in ("1", "on", "true")
+        if remember and ctx.cookies.remember_enabled:  # a new remembered device: the user is told
+            await ctx.audit("verified", request, identity.user_id, challenge=ch.id, remembered=1)
+        else:
+            await ctx.audit("verified", request, identity.user_id, challenge=ch.id)
         self._warn_unbound(identity)
         response: Response
-        remember = form.get("remember") in ("1", "on", "true")
         if ctx.wants_json(request):
             response = json_response(200, {"verified": True, "next": next_url})
             proof = ctx.cookies.grant(response, request, identity, remember=remember)

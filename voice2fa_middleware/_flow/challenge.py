@@ -183,10 +183,13 @@ class Challenger:
             kept = await self._keep_form(request, identity, next_url) if body_unread else None
         if identity.phone is None:
             return self._no_phone(request, next_url, language)
-        phone = check_phone(identity.phone, ctx.allowed_regions)
+        phone = check_phone(identity.phone, ctx.allowed_regions, allow_voip=self.settings.allow_voip)
         if not phone.ok or phone.e164 is None:
             await ctx.audit("call_refused", request, identity.user_id, reason=f"phone_{phone.reason}")
             return ctx.error(request, 403, "phone", language=language, link=next_url, reason=phone.reason)
+        if ctx.line_types is not None and await ctx.line_types.is_voip(phone.e164, identity.user_id):
+            await ctx.audit("call_refused", request, identity.user_id, reason="phone_voip", source="lookup")
+            return ctx.error(request, 403, "phone", language=language, link=next_url, reason="voip")
         response = await self.start(request, VERIFY, identity, phone.e164, next_url, language, back=next_url)
         if changes and response.status_code == 303:
             # The verify page says whether the changes were kept or not saved (S30).

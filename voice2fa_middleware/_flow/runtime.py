@@ -36,14 +36,21 @@ from .._stores.base import Store
 from .._stores.memory import MemoryStore
 from .._telephony.callers import Caller, ConsoleCaller, PlacesCalls, SignalWireCaller, as_caller
 from .._telephony.laml import LamlBuilder
+from .._telephony.lookup import LineTypeLookup
 from .._telephony.numbers import region_of
 from .._web.cookies import CHALLENGE_HEADER, SECURE_SCHEMES, Cookies
 from .._web.pages import Pages, SignoutFields, json_response
+from .devices import RememberedDevices
+from .linetype import LineTypes
 from .pending import Pending, Resubmission
 
 logger = logging.getLogger("voice2fa")
 
 SelectLanguage = Callable[[HTTPConnection], "str | None"]
+
+# Errors a recovery code is the way out of: the call cannot be placed or cannot reach the
+# phone (not a lockout: a recovery code is counted against it like any code).
+RECOVERABLE = frozenset({"call_failed", "provider_unavailable", "phone", "rate_limited"})
 
 
 class Misordered(ConfigurationError):
@@ -181,6 +188,31 @@ class Runtime:
             )
         self.caller: Caller = as_caller(caller) if caller is not None else default_caller(s, self.circuit_changed)
         self.dev_pages = s.dev_pages if s.dev_pages is not None else self.caller.calls_nobody
+        # Set by the middleware when the app gives a RecoveryCodeStore (and recovery_codes > 0):
+        # the error pages of a call that cannot help then offer a recovery code.
+        self.recovery_enabled = False
+        # Remembered devices support forgot: read only for requests a remember cookie alone may prove.
+        self.devices: RememberedDevices | None = None
+        if self.cookies.remember_enabled:
+            names = self.cookies.names.values()
+            self.devices = RememberedDevices(
+                self.store,
+                self.keys,
+                s.remember_days,
+                clock,
+                self.run,
+                remember_names=frozenset(n["remember"] for n in names),
+                verified_names=frozenset(n["verified"] for n in names),
+            )
+            self.cookies.not_before = self.devices.not_before
+        # VoIP lines the number ranges do not show (lookup_line_type): looked up before a first call.
+        self.line_types: LineTypes | None = None
+        if s.lookup_line_type and not s.allow_voip and s.uses_signalwire:
+            assert s.space_url and s.signalwire_project and s.signalwire_token
+            lookup = LineTypeLookup(
+                space=s.space_url, project=s.signalwire_project, token=s.signalwire_token, timeout=s.call_timeout
+            )
+            self.line_types = LineTypes(s, self.store, self.keys, clock, self.run, lookup)
         # Call sid -> user tag of the calls a development caller played (the dev phone shows
         # each user their own calls only); bounded like the caller's own history.
         self._dev_calls: dict[str, str] = {}
@@ -356,6 +388,10 @@ class Runtime:
         """The phone page (add or change the number), coming back to ``next_url`` after."""
         return f"{self.mounted(conn)}/phone?" + urlencode({"next": next_url})
 
+    def recovery_use_url(self, conn: HTTPConnection, next_url: str) -> str:
+        """The page where a recovery code is typed, coming back to ``next_url`` after."""
+        return f"{self.mounted(conn)}/recovery/use?" + urlencode({"next": next_url})
+
     def pending(self, conn: HTTPConnection) -> Pending | None:
         """The challenge in progress in this browser (the signed pending cookie), or of an API
         client that keeps no cookies (the same value in the ``X-Voice2FA-Challenge`` header),
@@ -416,15 +452,20 @@ class Runtime:
         headers = {"retry-after": str(max(1, int(retry_after + 0.999)))} if retry_after else None
         seconds = max(1, int((retry_after or 0) + 0.999))
         tr = self.translations
-        key = f"error.{error}_{reason}" if error == "phone" and reason == "country" else f"error.{error}"
+        key = f"error.{error}_{reason}" if error == "phone" and reason in ("country", "voip") else f"error.{error}"
         duration = tr.format_duration(seconds, language)
         text = tr.translate(language, key, duration=duration)
         if retry_after and "{duration}" not in tr.gettext(language, key):  # say when, always
             text += " " + tr.translate(language, "error.retry", duration=duration)
+        recovery_url = None
+        if self.recovery_enabled and error in RECOVERABLE:
+            recovery_url = self.recovery_use_url(conn, safe_next(link) or "/")
         if self.wants_json(conn):
             body = {"error": error, "message": text, **extra}
             if retry_after:
                 body["retry_after"] = seconds
+            if recovery_url:
+                body["recovery_url"] = recovery_url
             return json_response(status, body, headers)
         return self.pages.message(
             status=status,
@@ -436,11 +477,12 @@ class Runtime:
             link=link,
             wait=seconds if retry_after else 0,
             headers=headers,
+            recovery_url=recovery_url,
         )
 
     async def aclose(self) -> None:
         """Close the caller's HTTP client and the store's connections (done at shutdown)."""
-        for resource in (self.caller, self.store):
+        for resource in (self.caller, self.store, self.line_types):
             closer = getattr(resource, "aclose", None)
             if closer is not None:
                 try:

@@ -125,6 +125,11 @@ _ALL = (
         "error.phone_country",
         "We cannot call the phone number on your account: this site does not place calls to its country.",
     ),
+    message(
+        "error.phone_voip",
+        "We cannot call internet phone (VoIP) numbers, and the number on your account is one. "
+        "Use a recovery code, or ask the site's support to change the number.",
+    ),
     # TRANSLATORS: added after an error that says nothing of when; {duration} as in error.locked.
     message("error.retry", "You can try again {duration}."),
     # TRANSLATORS: a countdown clock under the error, such as "57:58" or "1:02:03".
@@ -158,9 +163,37 @@ _ALL = (
     message("enrol.confirm_title", "Confirm your number"),
     message("enrol.invalid", "That is not a phone number. Check it and include the country code."),
     message("enrol.number_type", "We cannot call this kind of number. Use a mobile or landline number."),
+    message("enrol.voip", "We cannot call internet phone (VoIP) numbers. Use a mobile or landline number."),
     message("enrol.country", "This site does not place calls to that country."),
     message("enrol.same", "That is already your number."),
     message("enrol.failed", "Your number was confirmed but could not be saved. Please try again."),
+    # -- recovery codes: sign in without the phone ----------------------------------------------
+    message("recovery.title", "Recovery codes"),
+    message(
+        "recovery.lead",
+        "Recovery codes let you sign in when you cannot answer a call to your phone. Each code works once.",
+    ),
+    plural("recovery.remaining", "You have {n} unused code.", "You have {n} unused codes."),
+    message("recovery.none", "You have no recovery codes left. Create a new set now."),
+    message("recovery.create", "Create new codes"),
+    message("recovery.create_hint", "Creating new codes ends the codes you had before."),
+    message(
+        "recovery.created",
+        "Save these codes now: they will not be shown again. Keep them somewhere safe, away from your phone.",
+    ),
+    message("recovery.download", "Download"),
+    message("recovery.print", "Print"),
+    message("recovery.done", "Continue"),
+    message("recovery.use_link", "Use a recovery code instead"),
+    message("recovery.use_title", "Use a recovery code"),
+    message("recovery.use_lead", "Type one of the recovery codes you saved. Each code works once."),
+    message("recovery.code_label", "Recovery code"),
+    # TRANSLATORS: {example} is a made-up code, such as "abcde-23456".
+    message("recovery.code_hint", "Ten letters and digits, such as {example}."),
+    message("recovery.submit", "Use this code"),
+    message("recovery.invalid", "That recovery code is not right or was already used."),
+    plural("recovery.left", "Recovery code accepted. {n} code left.", "Recovery code accepted. {n} codes left."),
+    message("recovery.last", "Recovery code accepted. That was your last one: create a new set of codes now."),
     # -- durations, as error.locked and error.rate_limited put them ----------------------------
     plural("duration.seconds", "in {seconds} second", "in {seconds} seconds"),
     plural("duration.minutes", "in {minutes} minute", "in {minutes} minutes"),

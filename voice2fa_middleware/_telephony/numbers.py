@@ -74,13 +74,24 @@ def region_of(number: str | None) -> str | None:
         return None
 
 
-def check_phone(raw: object, allowed_regions: Iterable[str] | None, default_region: str | None = None) -> PhoneCheck:
+def check_phone(
+    raw: object,
+    allowed_regions: Iterable[str] | None,
+    default_region: str | None = None,
+    *,
+    allow_voip: bool = True,
+) -> PhoneCheck:
     """Parse ``raw`` (E.164 expected; a national number of ``default_region`` when given, as a
-    person types it) and decide whether a call may go to it."""
+    person types it) and decide whether a call may go to it.
+
+    ``allow_voip=False`` refuses numbers libphonenumber types as VoIP (reason ``"voip"``):
+    an internet number is not bound to a SIM or a line, so a call to it proves little (NIST
+    SP 800-63B-4 asks verifiers to check that an out-of-band number is not VoIP). The
+    default stays ``True`` for the callers that only normalise a number already accepted."""
     if not isinstance(raw, str) or not raw.strip() or len(raw) > 32:
         return PhoneCheck(None, "invalid")
     regions = None if allowed_regions is None else frozenset(r.upper() for r in allowed_regions)
-    return _check_phone(raw, regions, default_region)
+    return _check_phone(raw, regions, default_region, allow_voip)
 
 
 def example_number(region: str | None) -> str:
@@ -92,7 +103,9 @@ def example_number(region: str | None) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _check_phone(raw: str, regions: frozenset[str] | None, default_region: str | None = None) -> PhoneCheck:
+def _check_phone(
+    raw: str, regions: frozenset[str] | None, default_region: str | None = None, allow_voip: bool = True
+) -> PhoneCheck:
     # Cached: libphonenumber's validation costs ~100 us, and a user's number rarely changes.
     try:
         parsed = phonenumbers.parse(raw.strip(), default_region)
@@ -106,8 +119,11 @@ def _check_phone(raw: str, regions: frozenset[str] | None, default_region: str |
         if not extension.isascii() or not extension.isdigit() or len(extension) > _MAX_EXTENSION:
             return PhoneCheck(None, "invalid")
         e164 += EXTENSION + extension
-    if phonenumbers.number_type(parsed) not in ALLOWED_TYPES:
+    kind = phonenumbers.number_type(parsed)
+    if kind not in ALLOWED_TYPES:
         return PhoneCheck(e164, "number_type")
+    if kind == PhoneNumberType.VOIP and not allow_voip:
+        return PhoneCheck(e164, "voip")
     if regions is not None:
         region = phonenumbers.region_code_for_number(parsed)
         if region not in regions:

@@ -107,13 +107,14 @@ def _spellings(name: str, path: str) -> list[tuple[str, bool]]:
 class _Proof:
     """A kind of cookie that proves a verification, and its cache of good tokens."""
 
-    __slots__ = ("cache", "kind", "max_age", "names")
+    __slots__ = ("cache", "kind", "max_age", "names", "revocable")
 
     def __init__(self, kind: str, names: dict[tuple[bool, bool], dict[str, str]], max_age: int) -> None:
         self.kind = kind
         # (secure, at the root path) -> name
         self.names = {key: by_kind[kind] for key, by_kind in names.items()}
         self.max_age = max_age
+        self.revocable = kind == "remember"  # support may forget remembered devices
         # (token, identity) -> (signed at, cached until); a plain dict: this is the hot path.
         self.cache: dict[tuple[str, Identity], tuple[float, float]] = {}
 
@@ -148,6 +149,9 @@ class Cookies:
         self.remember_enabled = s.remember_days > 0
         if self.remember_enabled:
             self.proofs.append(_Proof("remember", self.names, s.remember_days * 86400))
+        # The "not before" time of a user's remember proofs (``RememberedDevices.not_before``),
+        # set by the runtime: a sync dict lookup, the store was read before (``_flow.devices``).
+        self.not_before: Callable[[str], float] | None = None
         self._max_ages = {
             "pending": s.code_ttl,
             "verified": s.verified_max_age,
@@ -204,15 +208,21 @@ class Cookies:
             key = (token, identity)
             cached = proof.cache.get(key)
             if cached is not None and now < cached[1]:
-                return cached[0]
-            signed_at = self.keys.proof_time(proof.kind, identity, token, proof.max_age)
-            if signed_at is not None:
+                signed_at = cached[0]
+            else:
+                found = self.keys.proof_time(proof.kind, identity, token, proof.max_age)
+                if found is None:
+                    continue
+                signed_at = found
                 if len(proof.cache) >= 10_000:
                     proof.cache.clear()  # bounded; a miss only costs one signature check
                 proof.cache[key] = (signed_at, min(now + 60, signed_at + proof.max_age))
-                return signed_at
+            # A remember proof older than the user's forgotten devices does not count (``_flow.devices``).
+            if proof.revocable and self.not_before is not None and signed_at <= self.not_before(identity[0]):
+                continue
+            return signed_at
         # An API client that keeps no cookies sends the proof it was given in a header.
-        for name, value in scope["headers"]:
+        for name, value in scope.get("headers", ()):
             if name == PROOF_HEADER:
                 token = value.decode("latin-1")
                 return self.keys.proof_time("verified", identity, token, self.proofs[0].max_age)

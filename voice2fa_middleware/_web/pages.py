@@ -63,6 +63,7 @@ class Pages:
             ("voice2fa.css", "text/css"),
             ("voice2fa.js", "text/javascript"),
             ("devphone.js", "text/javascript"),
+            ("recovery.js", "text/javascript"),
         ):
             self.static[name] = ((static / name).read_bytes(), media)
 
@@ -114,8 +115,10 @@ class Pages:
         link: str | None = None,
         wait: int = 0,
         headers: Mapping[str, str] | None = None,
+        recovery_url: str | None = None,
     ) -> HTMLResponse:
-        """An error page: ``text``, a countdown of ``wait`` seconds, and the ways forward."""
+        """An error page: ``text``, a countdown of ``wait`` seconds, and the ways forward
+        (``recovery_url``: a recovery code, when the call cannot help)."""
         return self.html(
             "voice2fa/message.html",
             status=status,
@@ -128,6 +131,7 @@ class Pages:
             link=link,
             wait=wait,
             clock=clock(wait),
+            recovery_url=recovery_url,
         )
 
 
