@@ -320,6 +320,7 @@ class VerifyEndpoints:
                 action=kept.action,
                 fields=kept.fields,
                 back=kept.back,
+                multipart=kept.multipart,
             )
         response.headers["cache-control"] = "no-store"
         ctx.cookies.delete(response, request, "resubmit")

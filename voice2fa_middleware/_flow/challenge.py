@@ -49,7 +49,7 @@ from .._settings import Voice2FASettings
 from .._stores.base import Bucket, Challenge, challenge_id
 from .._telephony.callers import SendsDigits, sends_digits
 from .._telephony.numbers import check_phone, line_of, region_of, send_digits
-from .._web.forms import ClientGone, Refused, read_body
+from .._web.forms import ClientGone, Refused, multipart_fields, read_body
 from .._web.pages import json_response
 from .budgets import SHARED, Budgets, CallBudgets
 from .pending import MAX_KEPT_COOKIE, MAX_KEPT_FORM, Pending, Resubmission
@@ -199,22 +199,31 @@ class Challenger:
         return response
 
     async def _keep_form(self, request: Request, identity: Identity, back: str) -> Resubmission | None:
-        """The posted form, kept to be offered again after verifying: a URL-encoded POST whose
-        body fits in a cookie. Anything else (a file upload, a large form) is not kept, and
-        the verify page says the changes were not saved. Only asked where the app has not read
-        the body (the middleware's path rules; not the decorator or the FastAPI dependency)."""
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if request.method != "POST" or ctype != "application/x-www-form-urlencoded":
+        """The posted form, kept to be offered again after verifying: a URL-encoded POST, or a
+        multipart one with text fields only (admin panels post every edit form as multipart),
+        whose body fits in a cookie. Anything else (a file upload, even an empty file input, a
+        large form) is not kept, and the verify page says the changes were not saved. Only
+        asked where the app has not read the body (the middleware's path rules; not the
+        decorator or the FastAPI dependency)."""
+        content_type = request.headers.get("content-type", "")
+        ctype = content_type.split(";")[0].strip().lower()
+        multipart = ctype == "multipart/form-data"
+        if request.method != "POST" or not (multipart or ctype == "application/x-www-form-urlencoded"):
             return None
         try:
             body = await read_body(request, MAX_KEPT_FORM, self.settings.body_timeout)
-            fields = tuple(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
+            if multipart:
+                fields = multipart_fields(content_type, body)
+                if fields is None:
+                    return None
+            else:
+                fields = tuple(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
         except (Refused, ClientGone, ValueError, RuntimeError):
             return None
         action = safe_next(bounded_next(request.url.path, request.url.query))
         if action is None:
             return None
-        kept = Resubmission(self.ctx.keys.tag("user", identity.user_id), action, fields, back)
+        kept = Resubmission(self.ctx.keys.tag("user", identity.user_id), action, fields, back, multipart)
         return kept if len(kept.dumps(self.ctx.keys)) <= MAX_KEPT_COOKIE else None
 
     def _background(self, request: Request, language: str, fresh_within: int | None) -> Response:

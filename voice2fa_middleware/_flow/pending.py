@@ -71,17 +71,23 @@ class Resubmission:
     fields: tuple[tuple[str, str], ...]
     back: str
     """The page the form was on (a same-site path), to go back to without submitting."""
+    multipart: bool = False
+    """Posted as ``multipart/form-data`` (text fields only): offered again the same way."""
 
     def dumps(self, keys: Keyring) -> str:
-        return str(keys.resubmit.dumps([self.user_tag, self.action, [list(f) for f in self.fields], self.back]))
+        data: list[object] = [self.user_tag, self.action, [list(f) for f in self.fields], self.back]
+        if self.multipart:
+            data.append(1)  # only when set: kept forms of the release before read as before
+        return str(keys.resubmit.dumps(data))
 
     @classmethod
     def loads(cls, keys: Keyring, token: str | None, max_age: int) -> Resubmission | None:
         data = keys.load(keys.resubmit, token, max_age)
-        if not (isinstance(data, list) and len(data) == 4 and isinstance(data[2], list)):
+        if not (isinstance(data, list) and len(data) in (4, 5) and isinstance(data[2], list)):
             return None
-        user_tag, action, fields, back = data
+        user_tag, action, fields, back = data[:4]
+        multipart = len(data) == 5 and data[4] == 1
         pairs = [f for f in fields if isinstance(f, list) and len(f) == 2 and all(isinstance(x, str) for x in f)]
         if not all(isinstance(x, str) for x in (user_tag, action, back)) or len(pairs) != len(fields):
             return None
-        return cls(user_tag, action, tuple((k, v) for k, v in pairs), back)
+        return cls(user_tag, action, tuple((k, v) for k, v in pairs), back, multipart)

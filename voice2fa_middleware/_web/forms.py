@@ -52,6 +52,41 @@ async def read_body(request: Request, limit: int, patience: float) -> bytes:
     return bytes(chunks)
 
 
+def multipart_fields(content_type: str, body: bytes, max_fields: int = 100) -> tuple[tuple[str, str], ...] | None:
+    """The text fields of a ``multipart/form-data`` body, in order; ``None`` when it holds a
+    file (any part with a ``filename``, even an empty file input), a part that is not plain
+    UTF-8 text, or is malformed. Only ever given a small body (a form kept in a cookie)."""
+    from email import policy
+    from email.parser import BytesParser
+
+    if "\r" in content_type or "\n" in content_type:
+        return None
+    try:
+        head = b"Content-Type: " + content_type.encode("ascii") + b"\r\n\r\n"
+        message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    except (UnicodeError, ValueError):
+        return None
+    if not message.is_multipart() or message.defects:
+        return None
+    fields: list[tuple[str, str]] = []
+    for part in message.iter_parts():
+        if part.defects or part.get_content_disposition() != "form-data" or part.get_filename() is not None:
+            return None
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or part.get_content_type() != "text/plain" or part.is_multipart():
+            return None
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            return None
+        try:
+            fields.append((name.encode("utf-8", "surrogateescape").decode("utf-8"), payload.decode("utf-8")))
+        except UnicodeError:
+            return None
+        if len(fields) > max_fields:
+            return None
+    return tuple(fields)
+
+
 async def read_form(
     request: Request, limit: int, patience: float, *, flags: frozenset[str] = frozenset()
 ) -> dict[str, str]:
