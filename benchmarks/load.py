@@ -74,7 +74,7 @@ WORKERS = 2
 REQUEST_TIMEOUT = 30.0  # longer than this is a hang
 FLOW_SECONDS = 150.0  # a user gives up after this
 MAX_STEPS = 40  # requests (and waits) per user
-LISTEN_SECONDS = 15.0  # how long a user waits for the call before asking for another
+LISTEN_SECONDS = 60.0  # how long a user waits for the call to end before asking for another
 MAX_WAIT = 35.0  # the longest Retry-After a user waits; more is a budget, not a fault
 PENDING_COOKIE = "voice2fa_pending"
 KEYS = Keyring([SECRET])
@@ -107,6 +107,9 @@ class Double(SignalWireDouble):
 
     def __init__(self, port: int) -> None:
         super().__init__(port=port)
+        # The carrier's client: more connections than httpx's 100 and more patience than 10 s,
+        # so a few hundred calls at once are not the double's own queue.
+        self._client = httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=1000))
         self.ended: list[SimulatedCall] = []
         self.app.add_route("/control/calls", self._ended_calls, methods=["GET"])
         self.app.add_route("/control/outage", self._outage, methods=["POST"])
@@ -451,6 +454,10 @@ async def user_flow(run: Run, index: int, mode: str) -> Outcome:
                 wait = refused(r, "resend")
                 if r is not None and r.status_code == 400:
                     state = "protect"  # the challenge is gone: a new one
+                elif r is not None and r.status_code == 429 and wait >= MAX_WAIT:
+                    # No more calls for this challenge: listen to those placed until it expires.
+                    state, listen_until = "listen", time.monotonic() + LISTEN_SECONDS
+                    continue
                 await asyncio.sleep(wait)
             elif state == "verify":
                 assert code is not None
