@@ -99,11 +99,11 @@ def log(message: str) -> None:
 
 
 class Double(SignalWireDouble):
-    """The SignalWire double, with an outage (Create Call answers 500 until ``outage_until``)
+    """The SignalWire double, with an outage (Create Call answers 500 from one time to another)
     and two control routes for the driver: ``GET /control/calls?since=N`` (the calls that have
-    ended, in the order they ended) and ``POST /control/outage?seconds=S``."""
+    ended, in the order they ended) and ``POST /control/outage?start=UNIX_TIME&seconds=S``."""
 
-    outage_until = 0.0
+    outage = (0.0, 0.0)  # from, until (Unix time: the driver sets it ahead, whatever this loop's backlog)
 
     def __init__(self, port: int) -> None:
         super().__init__(port=port)
@@ -115,7 +115,7 @@ class Double(SignalWireDouble):
         self.app.add_route("/control/outage", self._outage, methods=["POST"])
 
     async def _create_call(self, request: Request) -> Response:
-        if time.monotonic() < self.outage_until:
+        if self.outage[0] <= time.time() < self.outage[1]:
             self.rejected.append(500)
             return JSONResponse({"code": "21210", "message": "Internal error", "status": 500}, status_code=500)
         return await super()._create_call(request)
@@ -135,7 +135,8 @@ class Double(SignalWireDouble):
         return JSONResponse(calls)
 
     async def _outage(self, request: Request) -> Response:
-        self.outage_until = time.monotonic() + float(request.query_params.get("seconds", "10"))
+        start = float(request.query_params["start"])
+        self.outage = (start, start + float(request.query_params.get("seconds", "10")))
         return JSONResponse({"outage": True})
 
 
@@ -171,8 +172,8 @@ class DoubleProcess:
             "VOICE2FA_PUBLIC_URL": public_url,
         }
 
-    def outage(self, seconds: float) -> None:
-        httpx.post(self.url + "/control/outage", params={"seconds": seconds}, timeout=10)
+    def outage(self, start: float, seconds: float) -> None:
+        httpx.post(self.url + "/control/outage", params={"start": start, "seconds": seconds}, timeout=10)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -635,9 +636,10 @@ async def load(users: int, phases: str) -> int:
         log("  redis: restarted on the same port")
 
     async def provider_fault() -> None:
-        await asyncio.sleep(2.0)
+        start = time.time() + 2.0
+        await asyncio.to_thread(servers.double.outage, start, 10.0)
+        await asyncio.sleep(max(0.0, start - time.time()))
         log("  provider: Create Call answers 500 for 10 s")
-        await asyncio.to_thread(servers.double.outage, 10.0)
         await asyncio.sleep(10.0)
         log("  provider: back")
 
