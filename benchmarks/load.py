@@ -42,6 +42,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import ctypes
 import os
 import random
 import shutil
@@ -72,7 +74,7 @@ WORKERS = 2
 REQUEST_TIMEOUT = 30.0  # longer than this is a hang
 FLOW_SECONDS = 150.0  # a user gives up after this
 MAX_STEPS = 40  # requests (and waits) per user
-LISTEN_SECONDS = 15.0  # how long a user waits for the call before asking for another
+LISTEN_SECONDS = 60.0  # how long a user waits for the call to end before asking for another
 MAX_WAIT = 35.0  # the longest Retry-After a user waits; more is a budget, not a fault
 PENDING_COOKIE = "voice2fa_pending"
 KEYS = Keyring([SECRET])
@@ -83,6 +85,12 @@ def phone_of(index: int) -> str:
     return f"+1202555{index % 10_000:04d}"
 
 
+def die_with_parent() -> None:
+    """In a child, before exec: SIGKILL when the driver dies (Linux), so nothing outlives a run."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -91,15 +99,86 @@ def log(message: str) -> None:
 
 
 class Double(SignalWireDouble):
-    """The SignalWire double, with an outage: Create Call answers 500 until ``outage_until``."""
+    """The SignalWire double, with an outage (Create Call answers 500 from one time to another)
+    and two control routes for the driver: ``GET /control/calls?since=N`` (the calls that have
+    ended, in the order they ended) and ``POST /control/outage?start=UNIX_TIME&seconds=S``."""
 
-    outage_until = 0.0
+    outage = (0.0, 0.0)  # from, until (Unix time: the driver sets it ahead, whatever this loop's backlog)
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port=port)
+        # The carrier's client: more connections than httpx's 100 and more patience than 10 s,
+        # so a few hundred calls at once are not the double's own queue.
+        self._client = httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=1000))
+        self.ended: list[SimulatedCall] = []
+        self.app.add_route("/control/calls", self._ended_calls, methods=["GET"])
+        self.app.add_route("/control/outage", self._outage, methods=["POST"])
 
     async def _create_call(self, request: Request) -> Response:
-        if time.monotonic() < self.outage_until:
+        if self.outage[0] <= time.time() < self.outage[1]:
             self.rejected.append(500)
             return JSONResponse({"code": "21210", "message": "Internal error", "status": 500}, status_code=500)
         return await super()._create_call(request)
+
+    async def _carry(self, call: SimulatedCall) -> None:
+        try:
+            await super()._carry(call)
+        finally:
+            self.ended.append(call)
+
+    async def _ended_calls(self, request: Request) -> Response:
+        since = int(request.query_params.get("since", "0"))
+        calls = [
+            {"url": c.url, "code": c.code(6), "laml": c.laml_status_codes, "status": c.status_callback_codes}
+            for c in self.ended[since : since + 2000]
+        ]
+        return JSONResponse(calls)
+
+    async def _outage(self, request: Request) -> Response:
+        start = float(request.query_params["start"])
+        self.outage = (start, start + float(request.query_params.get("seconds", "10")))
+        return JSONResponse({"outage": True})
+
+
+def serve_double(port: int, seconds: float) -> None:
+    """The double as a process of its own (the driver's event loop is busy with the users)."""
+    with Double(port):
+        time.sleep(seconds)  # the driver terminates it long before
+
+
+class DoubleProcess:
+    def __init__(self) -> None:
+        self.port = port_for_later()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, str(Path(__file__)), "--serve-double", str(self.port)]
+        self.proc = subprocess.Popen(command, cwd=ROOT, preexec_fn=die_with_parent)
+        for _ in range(300):
+            try:
+                httpx.get(self.url + "/control/calls?since=999999", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("the SignalWire double did not start")
+
+    def env(self, public_url: str) -> dict[str, str]:
+        defaults = SignalWireDouble.__init__.__kwdefaults__ or {}  # the double's credentials
+        return {
+            "SIGNALWIRE_SPACE": self.url,
+            "SIGNALWIRE_PROJECT": defaults["project"],
+            "SIGNALWIRE_TOKEN": defaults["token"],
+            "SIGNALWIRE_NUMBER": defaults["from_number"],
+            "SIGNALWIRE_SIGNING_KEY": defaults["signing_key"],
+            "VOICE2FA_PUBLIC_URL": public_url,
+        }
+
+    def outage(self, start: float, seconds: float) -> None:
+        httpx.post(self.url + "/control/outage", params={"start": start, "seconds": seconds}, timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
 
 
 class RedisServer:
@@ -113,7 +192,9 @@ class RedisServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
         client = redis.Redis(port=self.port, socket_timeout=1)
         for _ in range(100):
             try:
@@ -152,7 +233,10 @@ class Workers:
         self.procs = []
         for n in range(WORKERS):
             with open(self.logdir / f"worker{n}.log", "wb") as out:
-                self.procs.append(subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stderr=out))
+                environment = {**os.environ, **env}
+                self.procs.append(
+                    subprocess.Popen(command, cwd=ROOT, env=environment, stderr=out, preexec_fn=die_with_parent)
+                )
         for _ in range(300):
             try:
                 if httpx.get(self.url + "/", timeout=1).status_code == 200:
@@ -192,33 +276,47 @@ class Workers:
 # -- what the double heard ------------------------------------------------------------------------
 
 
+@dataclass
+class Heard:
+    """A call that has ended, as the double tells it."""
+
+    code: str | None
+    webhook_codes: list[tuple[str, int]]
+
+
 class CallIndex:
-    """The double's calls by challenge id (read from the signed token in each LaML URL)."""
+    """The calls that ended, by challenge id (read from the signed token in each LaML URL),
+    fetched from the double by one poller every 0.1 s."""
 
-    def __init__(self, double: Double) -> None:
-        self.double = double
+    def __init__(self, double_url: str) -> None:
+        self.url = double_url + "/control/calls"
         self.seen = 0
-        self.by_challenge: dict[str, list[SimulatedCall]] = collections.defaultdict(list)
+        self.by_challenge: dict[str, list[Heard]] = collections.defaultdict(list)
 
-    def update(self) -> None:
-        calls = self.double.calls[self.seen :]
-        self.seen += len(calls)
-        for call in calls:
-            token = call.url.rsplit("/laml/", 1)[-1]
-            payload = Keyring.load(KEYS.call, token, 3600)
-            cid = payload[0] if isinstance(payload, list) and payload else "?"
-            self.by_challenge[str(cid)].append(call)
+    async def poll(self, stop: asyncio.Event) -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            for _ in range(100_000):  # bounded: 0.1 s apart, about three hours
+                if stop.is_set():
+                    return
+                try:
+                    calls = (await client.get(self.url, params={"since": self.seen})).json()
+                except (httpx.HTTPError, ValueError):
+                    calls = []
+                self.seen += len(calls)
+                for call in calls:
+                    token = call["url"].rsplit("/laml/", 1)[-1]
+                    payload = Keyring.load(KEYS.call, token, 3600)
+                    cid = str(payload[0]) if isinstance(payload, list) and payload else "?"
+                    codes = [("laml", n) for n in call["laml"]] + [("status", n) for n in call["status"]]
+                    self.by_challenge[cid].append(Heard(call["code"], codes))
+                if len(calls) < 2000:
+                    await asyncio.sleep(0.1)
 
-    def heard(self, cid: str) -> tuple[str | None, bool]:
-        """The code of the latest finished call of challenge ``cid``, and whether every call
-        placed for it has ended."""
-        self.update()
+    def heard(self, cid: str, after: int) -> tuple[str | None, int]:
+        """The code of the first call of challenge ``cid`` that ended after the first ``after``
+        of them (``None``: none has, or it said no code), and how many have ended."""
         calls = self.by_challenge.get(cid, [])
-        code = None
-        for call in calls:
-            if call.done and call.code(6):
-                code = call.code(6)
-        return code, bool(calls) and all(c.done for c in calls)
+        return (calls[after].code if len(calls) > after else None), len(calls)
 
 
 # -- one user -------------------------------------------------------------------------------------
@@ -269,7 +367,9 @@ async def user_flow(run: Run, index: int, mode: str) -> Outcome:
     started = time.monotonic()
     deadline = started + FLOW_SECONDS
     headers = {"accept": "application/json"}
-    limits = httpx.Limits(max_connections=2)
+    # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them: else a
+    # request sent as the server closes fails (RemoteProtocolError), a race of the client's.
+    limits = httpx.Limits(max_connections=2, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=run.url, timeout=REQUEST_TIMEOUT, headers=headers, limits=limits) as c:
 
         async def send(method: str, url: str, **kw: Any) -> httpx.Response | None:
@@ -312,6 +412,7 @@ async def user_flow(run: Run, index: int, mode: str) -> Outcome:
         cid = csrf = verify_url = resend_url = ""
         code: str | None = None
         listen_until = 0.0
+        used: collections.Counter[str] = collections.Counter()  # calls of each challenge listened to
         for _step in range(MAX_STEPS):
             if time.monotonic() > deadline:
                 break
@@ -333,15 +434,18 @@ async def user_flow(run: Run, index: int, mode: str) -> Outcome:
                     state, listen_until, code = "listen", time.monotonic() + LISTEN_SECONDS, None
                     continue
                 await asyncio.sleep(refused(r, "protected"))
-            elif state == "listen":
-                heard, ended = run.index.heard(cid)
+            elif state == "listen":  # one step: until the next call of the challenge ends, or LISTEN_SECONDS
+                heard, ended = run.index.heard(cid, used[cid])
+                while ended <= used[cid] and time.monotonic() < min(listen_until, deadline):
+                    await asyncio.sleep(0.1)
+                    heard, ended = run.index.heard(cid, used[cid])
+                if ended > used[cid]:
+                    used[cid] += 1
                 if heard:
                     code, state = heard, "verify"
                     run.heard[name] = heard
-                elif time.monotonic() > listen_until or ended:
-                    state = "resend"  # no code came (the call failed, or never rang)
                 else:
-                    await asyncio.sleep(0.1)
+                    state = "resend"  # no code came (the call failed, or never rang)
             elif state == "resend":
                 r = await send("POST", resend_url, json={"csrf_token": csrf})
                 if r is not None and r.status_code == 202:
@@ -351,6 +455,10 @@ async def user_flow(run: Run, index: int, mode: str) -> Outcome:
                 wait = refused(r, "resend")
                 if r is not None and r.status_code == 400:
                     state = "protect"  # the challenge is gone: a new one
+                elif r is not None and r.status_code == 429 and wait >= MAX_WAIT:
+                    # No more calls for this challenge: listen to those placed until it expires.
+                    state, listen_until = "listen", time.monotonic() + LISTEN_SECONDS
+                    continue
                 await asyncio.sleep(wait)
             elif state == "verify":
                 assert code is not None
@@ -371,9 +479,12 @@ async def user_flow(run: Run, index: int, mode: str) -> Outcome:
                     continue
                 wait = refused(r, "verify")
                 if error == "invalid_code" and r is not None and r.json().get("attempts_left", 0) > 0:
-                    out.statuses["verify 400 for the right code of a live challenge"] += 1
-                if error in ("invalid_code", "no_challenge"):
-                    state = "protect"  # the challenge is gone (or the code did not work): a new one
+                    # The challenge is live and did not take the code heard: a later call's code
+                    # replaced it (an earlier call ended after a resend); listen to the next.
+                    out.statuses["verify 400 for the heard code of a live challenge"] += 1
+                    state, listen_until = "listen", time.monotonic() + LISTEN_SECONDS
+                elif error in ("invalid_code", "no_challenge"):
+                    state = "protect"  # the challenge is gone: a new one
                 await asyncio.sleep(wait)
         out.gave_up = state
         return out
@@ -423,19 +534,14 @@ async def run_users(
     if fault_task is not None:
         await fault_task
     seconds = time.monotonic() - started
-    await asyncio.sleep(2.0)  # calls still ringing
-    index.update()
+    await asyncio.sleep(3.0)  # calls still ringing
     duplicates = 0
     for cid in run.challenges:  # challenge ids are new in every run
         duplicates += max(0, len(index.by_challenge.get(cid, [])) - 1 - run.resends[cid])
     # Webhooks the app did not answer 2xx (the LaML fetch, status callbacks): each call of the run.
     calls = [c for cid in run.challenges for c in index.by_challenge.get(cid, [])]
     webhook_errors = collections.Counter(
-        f"{kind} {code}"
-        for c in calls
-        for kind, codes in (("laml", c.laml_status_codes), ("status", c.status_callback_codes))
-        for code in codes
-        if not 200 <= code < 300
+        f"{kind} {code}" for c in calls for kind, code in c.webhook_codes if not 200 <= code < 300
     )
     return Tally(name, users, outcomes, duplicates, seconds, dict(webhook_errors))
 
@@ -474,8 +580,11 @@ class Servers:
     def __init__(self, users: int) -> None:
         self.redis = RedisServer()
         self.redis.start()
-        self.double = Double()
-        self.double.start()
+        try:
+            self.double = DoubleProcess()
+        except BaseException:
+            self.redis.stop()
+            raise
         port = port_for_later()
         env = {
             **self.double.env(public_url=f"http://127.0.0.1:{port}"),
@@ -483,8 +592,13 @@ class Servers:
             "VOICE2FA_SECRET_KEY": SECRET,
             "LOAD_USERS": str(users),
         }
-        self.workers = Workers(env, port)
-        self.index = CallIndex(self.double)
+        try:
+            self.workers = Workers(env, port)
+        except BaseException:
+            self.double.stop()
+            self.redis.stop()
+            raise
+        self.index = CallIndex(self.double.url)
 
     def stop(self) -> None:
         for stop in (self.workers.stop, self.double.stop, self.redis.stop):
@@ -522,12 +636,15 @@ async def load(users: int, phases: str) -> int:
         log("  redis: restarted on the same port")
 
     async def provider_fault() -> None:
-        await asyncio.sleep(2.0)
+        start = time.time() + 2.0
+        await asyncio.to_thread(servers.double.outage, start, 10.0)
+        await asyncio.sleep(max(0.0, start - time.time()))
         log("  provider: Create Call answers 500 for 10 s")
-        servers.double.outage_until = time.monotonic() + 10.0
         await asyncio.sleep(10.0)
         log("  provider: back")
 
+    stop = asyncio.Event()
+    poller = asyncio.create_task(servers.index.poll(stop))
     try:
         runs = [
             ("baseline", 0.0, None),
@@ -543,6 +660,8 @@ async def load(users: int, phases: str) -> int:
             log(describe(tally))
         logs = servers.workers.log_text()
     finally:
+        stop.set()
+        await poller
         servers.stop()
     log(f"  worker log lines by kind: {log_kinds(logs)}")
     by_name = {t.name: t for t in tallies}
@@ -588,6 +707,8 @@ async def soak(seconds: float, rate: float) -> int:
         memory, keys = servers.redis.stats()
         return servers.workers.rss_mb(), memory, keys
 
+    stop = asyncio.Event()
+    poller = asyncio.create_task(servers.index.poll(stop))
     try:
         for _ in range(10):  # warm-up: every worker has served the flow
             launch()
@@ -613,6 +734,8 @@ async def soak(seconds: float, rate: float) -> int:
         mid = mid or end
         logs = servers.workers.log_text()
     finally:
+        stop.set()
+        await poller
         servers.stop()
     done = [o for o in outcomes if o.completed]
     lat = sorted(o.latency for o in done if o.latency is not None)
@@ -641,7 +764,11 @@ def main() -> None:
     parser.add_argument("--soak", action="store_true", help="the soak instead of the load run")
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", "300")))
     parser.add_argument("--rate", type=float, default=float(os.environ.get("SOAK_RATE", "3")))
+    parser.add_argument("--serve-double", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_double:
+        serve_double(args.serve_double, 86400)
+        return
     if not 1 <= args.users <= 3000:
         sys.exit("--users: 1 to 3000 (each user has a phone number of its own, 3 runs of them)")
     if not (0 < args.seconds <= 86400 and 0 < args.rate <= 100):
