@@ -501,7 +501,7 @@ def test_with_the_breaker_open_the_page_answers_at_once_without_calling(
     h = harness_factory(double=double, caller=caller)
     double.fail_next(500)
     with h.client("alice") as alice:
-        assert alice.get("/account").status_code == 502
+        assert alice.get("/account").status_code == 503
     assert len(double.create_requests) == 1 and caller.state == "open"
     with h.client("bob") as bob:
         start = time.monotonic()

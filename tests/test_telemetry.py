@@ -163,7 +163,7 @@ def test_the_circuit_breaker_reports_its_changes(harness_factory: Callable[..., 
     double.fail_next(500, times=5)
     for _ in range(5):  # five failures in a row open the breaker
         with h.client("alice") as c:
-            assert c.get("/account").status_code == 502
+            assert c.get("/account").status_code == 503
     with h.client("bob") as c:
         r = c.get("/account")
         assert r.status_code == 503 and "unavailable" in r.text

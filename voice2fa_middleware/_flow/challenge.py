@@ -63,6 +63,9 @@ PACER_KEY = "pace:calls"
 # The page to go back to travels in the pending cookie and the verify URL: bounded, so a long
 # link cannot outgrow what browsers keep in a cookie (4 KB) and make every visit a new call.
 MAX_NEXT = 1024
+# Seconds a user is told to wait after the provider failed (no connection, a server error):
+# about the circuit breaker's first pause.
+PROVIDER_RETRY_AFTER = 5
 
 Phoneless = Literal["enrol", "refuse", "allow"]
 
@@ -579,7 +582,11 @@ class Challenger:
             await ctx.audit("call_failed", request, user_id, **failed)
             if error is not None and error.retry_after:  # a 429/503 that outlasted the deadline
                 return ctx.error(request, 503, "call_failed", link=link, retry_after=error.retry_after)
-            return ctx.error(request, 502, "call_failed", link=link)
+            if status is None or status >= 500:
+                # The provider failed (no connection, a server error): an outage, most likely
+                # short. A 503 that says when to try again, not a bare 502.
+                return ctx.error(request, 503, "call_failed", link=link, retry_after=PROVIDER_RETRY_AFTER)
+            return ctx.error(request, 502, "call_failed", link=link)  # the provider refused this call
         finally:
             elapsed = time.perf_counter() - started
             ctx.telemetry.record("voice2fa.provider.create_call.duration", elapsed, {"voice2fa.outcome": outcome})
