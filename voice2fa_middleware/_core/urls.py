@@ -65,3 +65,16 @@ def safe_root(root: str) -> str:
             _safe_roots.clear()  # bounded: any path may come in; a miss costs little
         _safe_roots[root] = safe
     return safe
+
+
+# The page to go back to travels in the pending cookie and the verify URL: bounded, so a long
+# link cannot outgrow what browsers keep in a cookie (4 KB) and make every visit a new call.
+MAX_NEXT = 1024
+
+
+def bounded_next(path: str, query: str) -> str:
+    """Where to go after verifying: the URL asked for, its path if that is too long, else ``/``."""
+    full = path + ("?" + query if query else "")
+    if len(full) <= MAX_NEXT:
+        return full
+    return path if len(path) <= MAX_NEXT else "/"

@@ -35,7 +35,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import anyio
 from starlette.requests import HTTPConnection, Request
@@ -43,26 +42,23 @@ from starlette.responses import RedirectResponse, Response
 
 from .._core.crypto import generate_code, new_id
 from .._core.rules import Identity
-from .._core.urls import safe_next
+from .._core.urls import bounded_next
 from .._errors import CallError, ProviderUnavailableError, StoreError
 from .._settings import Voice2FASettings
 from .._stores.base import Bucket, Challenge, challenge_id
 from .._telephony.callers import SendsDigits, sends_digits
 from .._telephony.numbers import check_phone, line_of, region_of, send_digits
-from .._web.forms import ClientGone, Refused, multipart_fields, read_body
 from .._web.pages import json_response
 from .budgets import SHARED, Budgets, CallBudgets
-from .pending import MAX_KEPT_COOKIE, MAX_KEPT_FORM, Pending, Resubmission
+from .pending import Pending, Resubmission
 from .runtime import Runtime
+from .unsaved_work import SAFE_METHODS, background_answer, keep_form, same_site_referer
 
 logger = logging.getLogger("voice2fa")
 
 # The store key of the pacer of calls (one for the deployment: the provider's limit is per project).
 PACER_KEY = "pace:calls"
 
-# The page to go back to travels in the pending cookie and the verify URL: bounded, so a long
-# link cannot outgrow what browsers keep in a cookie (4 KB) and make every visit a new call.
-MAX_NEXT = 1024
 # Seconds a user is told to wait after the provider failed (no connection, a server error):
 # about the circuit breaker's first pause.
 PROVIDER_RETRY_AFTER = 5
@@ -74,32 +70,6 @@ def phoneless_mode(settings: Voice2FASettings, *, enrolment_enabled: bool) -> Ph
     """What protected routes do for a signed-in user without a phone: the setting, else
     ``"enrol"`` when the phone page exists and ``"refuse"`` when it does not."""
     return settings.phoneless or ("enrol" if enrolment_enabled else "refuse")
-
-
-# Methods that change nothing: a request of any other kind that must wait for the factor
-# carries changes the user made.
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def _same_site_referer(request: Request) -> str | None:
-    """The page a request came from (``Referer``), when it is on this site: its path and
-    query, bounded; ``None`` otherwise."""
-    referer = request.headers.get("referer", "")
-    if not referer or len(referer) > 4 * MAX_NEXT:
-        return None
-    parts = urlsplit(referer)
-    if parts.netloc and parts.netloc != request.headers.get("host"):
-        return None
-    page = safe_next(parts.path + ("?" + parts.query if parts.query else ""))
-    return page if page is not None and len(page) <= MAX_NEXT else None
-
-
-def bounded_next(path: str, query: str) -> str:
-    """Where to go after verifying: the URL asked for, its path if that is too long, else ``/``."""
-    full = path + ("?" + query if query else "")
-    if len(full) <= MAX_NEXT:
-        return full
-    return path if len(path) <= MAX_NEXT else "/"
 
 
 @dataclass(frozen=True)
@@ -176,14 +146,14 @@ class Challenger:
             next_url = bounded_next(request.url.path, request.url.query)
         kind = ctx.request_kind(request)
         if kind == "background":
-            return self._background(request, language, fresh_within)
+            return background_answer(request, self.ctx, language, fresh_within)
         kept: Resubmission | None = None
-        changes = kind == "page" and request.method not in _SAFE_METHODS
+        changes = kind == "page" and request.method not in SAFE_METHODS
         if changes:
             # A form posted while the verification had expired: after verifying, the user goes
             # back to the page the form was on, and the form is offered again when it can be kept.
-            next_url = _same_site_referer(request) or "/"
-            kept = await self._keep_form(request, identity, next_url) if body_unread else None
+            next_url = same_site_referer(request) or "/"
+            kept = await keep_form(request, self.ctx, identity, next_url) if body_unread else None
         if identity.phone is None:
             return self._no_phone(request, next_url, language)
         phone = check_phone(identity.phone, ctx.allowed_regions, allow_voip=self.settings.allow_voip)
@@ -200,49 +170,6 @@ class Challenger:
             if kept is not None:
                 ctx.cookies.set(response, request, "resubmit", kept.dumps(ctx.keys))
         return response
-
-    async def _keep_form(self, request: Request, identity: Identity, back: str) -> Resubmission | None:
-        """The posted form, kept to be offered again after verifying: a URL-encoded POST, or a
-        multipart one with text fields only (admin panels post every edit form as multipart),
-        whose body fits in a cookie. Anything else (a file upload, even an empty file input, a
-        large form) is not kept, and the verify page says the changes were not saved. Only
-        asked where the app has not read the body (the middleware's path rules; not the
-        decorator or the FastAPI dependency)."""
-        content_type = request.headers.get("content-type", "")
-        ctype = content_type.split(";")[0].strip().lower()
-        multipart = ctype == "multipart/form-data"
-        if request.method != "POST" or not (multipart or ctype == "application/x-www-form-urlencoded"):
-            return None
-        try:
-            body = await read_body(request, MAX_KEPT_FORM, self.settings.body_timeout)
-            if multipart:
-                fields = multipart_fields(content_type, body)
-                if fields is None:
-                    return None
-            else:
-                fields = tuple(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
-        except (Refused, ClientGone, ValueError, RuntimeError):
-            return None
-        action = safe_next(bounded_next(request.url.path, request.url.query))
-        if action is None:
-            return None
-        kept = Resubmission(self.ctx.keys.tag("user", identity.user_id), action, fields, back, multipart)
-        return kept if len(kept.dumps(self.ctx.keys)) <= MAX_KEPT_COOKIE else None
-
-    def _background(self, request: Request, language: str, fresh_within: int | None) -> Response:
-        """A script's request (``fetch``, XHR) that needs the factor: a 401 naming where the
-        page should send the user (``verify_url``: it starts the call there, on a visit the
-        user makes), never a call by itself, never a page the script cannot show."""
-        ctx = self.ctx
-        page = _same_site_referer(request) or "/"
-        text = ctx.translations.translate(language, "error.background")
-        query = {"next": page[:MAX_NEXT], **({"fresh": str(fresh_within)} if fresh_within is not None else {})}
-        body = {
-            "error": "voice2fa_required",
-            "message": text,
-            "verify_url": f"{ctx.mounted(request)}/start?" + urlencode(query),
-        }
-        return json_response(401, body, {"www-authenticate": 'Voice2FA realm="voice2fa"'})
 
     def _no_phone(self, request: Request, next_url: str, language: str) -> Response:
         """A signed-in user without a phone: to the phone page, or a 403 that says so."""
