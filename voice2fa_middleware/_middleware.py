@@ -37,7 +37,7 @@ from ._stores.base import Store
 from ._stores.recovery_codes import RecoveryCodeStore
 from ._support import Support
 from ._telephony.callers import Caller, PlacesCalls
-from ._web.cookies import no_store, wants_no_store
+from ._web.cookies import accepts_html, no_store
 from ._web.pages import SignoutFields
 
 logger = logging.getLogger("voice2fa")
@@ -191,7 +191,8 @@ class Voice2FAMiddleware:
                     # Pages a browser navigated to (Accept: text/html) are not kept for its
                     # back button; API responses are left alone in "html" mode.
                     mode = self._no_store
-                    if identity is not None and wants_no_store(mode, scope):
+                    # wants_no_store(mode, scope), inlined: this runs on every protected request.
+                    if identity is not None and mode != "never" and (mode == "always" or accepts_html(scope)):
                         send = no_store(send, mode == "html")
             try:
                 await self.app(scope, receive, send)

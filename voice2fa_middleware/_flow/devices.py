@@ -85,7 +85,14 @@ class RememberedDevices:
 
     def remember_only(self, cookies: dict[str, str]) -> bool:
         """Whether a remember cookie may be this request's only proof (no verified cookie)."""
-        return any(n in cookies for n in self.remember_names) and not any(n in cookies for n in self.verified_names)
+        # A plain loop, not any(): this runs on every protected request (a generator costs more
+        # than the lookups), and the common case, no remember cookie, ends here.
+        for name in self.remember_names:
+            if name in cookies:
+                break
+        else:
+            return False
+        return all(name not in cookies for name in self.verified_names)  # rare: a remember cookie
 
     async def refresh(self, user_id: str) -> None:
         """Read the user's "not before" time when the cached one is older than a minute."""
