@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +37,16 @@ from voice2fa_middleware import (
 from voice2fa_middleware.testing import LiveServer, SignalWireDouble, port_for_later
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (a CI runner's stop, ``kill``) ends the run as Ctrl-C does: pytest then stops the
+    servers the tests started, which run in sessions of their own and would outlive it."""
+    raise KeyboardInterrupt
+
+
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _terminated)
 SECRET = "test-secret-key-0123456789abcdef"
 
 PHONES = {
