@@ -7,13 +7,9 @@ straight away. The form is same-site only and carries a CSRF token signed for th
 
 from __future__ import annotations
 
-import hmac
-
-from itsdangerous import BadData
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
-from .._core.crypto import new_id
 from .._core.rules import Identity
 from .._core.urls import safe_next
 from .._flow.enrolment import Enrolment
@@ -21,9 +17,9 @@ from .._flow.recovery import freshly_verified
 from .._telephony.numbers import check_phone, example_number, mask, region_of
 from .._web.forms import Refused, is_same_site, read_form
 from .._web.pages import json_response
+from .user_pages import UserPages
 
 _MAX_PHONE = 64  # characters of the typed number (spaces, dashes, brackets included)
-_TOKEN_AGE = 3600
 _JSON_ERRORS = {
     "invalid": "invalid_phone",
     "number_type": "number_type",
@@ -46,15 +42,7 @@ class EnrolEndpoints:
         regions = ctx.allowed_regions
         self.region = next(iter(regions)) if regions and len(regions) == 1 else region_of(ctx.from_number)
         self.example = example_number(self.region)
-        self.tokens = ctx.keys.serializer("voice2fa.enrol")  # the phone form's CSRF tokens
-
-    async def _signed_in(self, request: Request) -> Identity | Response:
-        identity = await self.ctx.identify_conn(request)
-        if identity is not None:
-            return identity
-        if self.ctx.wants_json(request):
-            return json_response(401, {"error": "not_signed_in"})
-        return RedirectResponse(self.ctx.app_url(request, "/"), status_code=303, headers={"cache-control": "no-store"})
+        self.pages = UserPages(ctx, "voice2fa.enrol")  # signed in, and the phone form's CSRF tokens
 
     async def _step_up(self, request: Request, identity: Identity) -> Response | None:
         """A user who has a phone proves it, recently, before changing it: else the challenge."""
@@ -62,22 +50,8 @@ class EnrolEndpoints:
             return None
         return await self.challenger.challenge(request, identity)
 
-    def _token(self, identity: Identity) -> str:
-        return str(self.tokens.dumps([self.ctx.keys.tag("user", identity.user_id), new_id(8)]))
-
-    def _check_token(self, request: Request, form: dict[str, str], identity: Identity) -> None:
-        token = form.get("csrf_token") or request.headers.get("x-csrf-token") or ""
-        try:
-            data = self.tokens.loads(token, max_age=_TOKEN_AGE) if 0 < len(token) <= 512 else None
-        except (BadData, UnicodeError, ValueError):
-            data = None
-        expected = self.ctx.keys.tag("user", identity.user_id)
-        tag = data[0] if isinstance(data, list) and len(data) == 2 and isinstance(data[0], str) else ""
-        if not hmac.compare_digest(tag.encode(), expected.encode()):
-            raise Refused(403, "csrf")
-
     async def page(self, request: Request) -> Response:
-        who = await self._signed_in(request)
+        who = await self.pages.signed_in(request)
         if isinstance(who, Response):
             return who
         step_up = await self._step_up(request, who)
@@ -99,7 +73,7 @@ class EnrolEndpoints:
         ctx = self.ctx
         language = ctx.language(request)
         current = mask(identity.phone) if identity.phone else None
-        token = self._token(identity)
+        token = self.pages.token(identity)
         if ctx.wants_json(request):
             if error is not None:
                 text = ctx.translations.translate(language, f"enrol.{error}")
@@ -127,10 +101,10 @@ class EnrolEndpoints:
         if not is_same_site(request, self.settings.public_url):
             raise Refused(403, "csrf")
         form = await read_form(request, self.settings.max_body_size, self.settings.body_timeout)
-        who = await self._signed_in(request)
+        who = await self.pages.signed_in(request)
         if isinstance(who, Response):
             return who
-        self._check_token(request, form, who)
+        self.pages.check_token(request, form, who)
         step_up = await self._step_up(request, who)
         if step_up is not None:
             return step_up

@@ -11,15 +11,12 @@ phone cannot be reached (the error pages of a call that cannot help link there).
 
 from __future__ import annotations
 
-import hmac
 import logging
 from urllib.parse import quote
 
-from itsdangerous import BadData
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
-from .._core.crypto import new_id
 from .._core.rules import Identity
 from .._core.urls import safe_next
 from .._errors import StoreError
@@ -28,11 +25,11 @@ from .._flow.pending import Pending
 from .._flow.recovery import EXAMPLE_CODE, RecoveryCodes, freshly_verified
 from .._web.forms import Refused, is_same_site, read_form
 from .._web.pages import json_response
+from .user_pages import UserPages
 from .verify import VerifyEndpoints
 
 logger = logging.getLogger("voice2fa")
 
-_TOKEN_AGE = 3600
 
 
 class RecoveryEndpoints:
@@ -44,17 +41,9 @@ class RecoveryEndpoints:
         self.verify = verify
         self.ctx = ctx = challenger.ctx
         self.settings = ctx.settings
-        self.tokens = ctx.keys.serializer("voice2fa.recovery")  # the create form's CSRF tokens
+        self.pages = UserPages(ctx, "voice2fa.recovery")  # signed in, and the create form's CSRF tokens
 
     # -- shared -----------------------------------------------------------------------------
-
-    async def _signed_in(self, request: Request) -> Identity | Response:
-        identity = await self.ctx.identify_conn(request)
-        if identity is not None:
-            return identity
-        if self.ctx.wants_json(request):
-            return json_response(401, {"error": "not_signed_in"})
-        return RedirectResponse(self.ctx.app_url(request, "/"), status_code=303, headers={"cache-control": "no-store"})
 
     async def _step_up(self, request: Request, identity: Identity) -> Response | None:
         """Codes are created by a user who verified recently (step-up), with the phone: a user
@@ -63,24 +52,10 @@ class RecoveryEndpoints:
             return None
         return await self.challenger.challenge(request, identity)
 
-    def _token(self, identity: Identity) -> str:
-        return str(self.tokens.dumps([self.ctx.keys.tag("user", identity.user_id), new_id(8)]))
-
-    def _check_token(self, request: Request, form: dict[str, str], identity: Identity) -> None:
-        token = form.get("csrf_token") or request.headers.get("x-csrf-token") or ""
-        try:
-            data = self.tokens.loads(token, max_age=_TOKEN_AGE) if 0 < len(token) <= 512 else None
-        except (BadData, UnicodeError, ValueError):
-            data = None
-        expected = self.ctx.keys.tag("user", identity.user_id)
-        tag = data[0] if isinstance(data, list) and len(data) == 2 and isinstance(data[0], str) else ""
-        if not hmac.compare_digest(tag.encode(), expected.encode()):
-            raise Refused(403, "csrf")
-
     # -- seeing and creating codes -------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
-        who = await self._signed_in(request)
+        who = await self.pages.signed_in(request)
         if isinstance(who, Response):
             return who
         step_up = await self._step_up(request, who)
@@ -93,10 +68,10 @@ class RecoveryEndpoints:
         if not is_same_site(request, self.settings.public_url):
             raise Refused(403, "csrf")
         form = await read_form(request, self.settings.max_body_size, self.settings.body_timeout)
-        who = await self._signed_in(request)
+        who = await self.pages.signed_in(request)
         if isinstance(who, Response):
             return who
-        self._check_token(request, form, who)
+        self.pages.check_token(request, form, who)
         step_up = await self._step_up(request, who)
         if step_up is not None:
             return step_up
@@ -110,7 +85,7 @@ class RecoveryEndpoints:
         ctx = self.ctx
         language = ctx.language(request)
         remaining = await self.codes.remaining(identity.user_id)
-        token = self._token(identity)
+        token = self.pages.token(identity)
         if ctx.wants_json(request):
             body: dict[str, object] = {
                 "remaining": remaining,
@@ -145,7 +120,7 @@ class RecoveryEndpoints:
         """The form to type a code. Keeps the pending cookie of a challenge in progress; sets
         one without a call for a user who has none (their phone cannot be reached)."""
         ctx = self.ctx
-        who = await self._signed_in(request)
+        who = await self.pages.signed_in(request)
         if isinstance(who, Response):
             return who
         language = ctx.language(request)
