@@ -1,8 +1,9 @@
 """Sessions: tests (each installed Python 3.10-3.13), tests_lowest, tests_newest, tests_fastapi_users, package,
 lint, typing, docs (the full matrix, what CI runs); quick (the suite once, in minutes); also demo, bench, load, soak.
 
-Every pytest run is parallel (pytest-xdist, one worker per core); the browser tests run on one
-Python of the matrix (the newest), since what they check does not depend on the Python."""
+Every pytest run is parallel (pytest-xdist, one worker per core). "tests" runs on 3.10-3.12 and
+"tests_newest" on 3.13 with the newest releases of everything; the browser tests run there only,
+since what they check does not depend on the Python."""
 
 from __future__ import annotations
 
@@ -57,13 +58,13 @@ _pyenv_pythons()
 PARALLEL = ["-n", "auto", "-p", "no:cacheprovider"]
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=PYTHONS[:-1])
 def tests(session: nox.Session) -> None:
-    """The test suite, with every extra (redis, the signalwire SDK oracle); the browser tests
-    on the newest Python only."""
+    """The test suite, with every extra (redis, the signalwire SDK oracle), on each supported
+    Python but the newest, which "tests_newest" runs with the newest releases of everything
+    (the browser tests there): the same suite twice on one Python would only cost time."""
     session.install("-e", ".[test,signalwire]")
-    browser = [] if session.python == PYTHONS[-1] else ["-m", "not browser"]
-    session.run("pytest", *PARALLEL, *browser, *session.posargs)
+    session.run("pytest", *PARALLEL, "-m", "not browser", *session.posargs)
 
 
 @nox.session(python=False)
@@ -103,9 +104,9 @@ def tests_lowest(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[-1])
 def tests_newest(session: nox.Session) -> None:
     """The suite on the newest release of every dependency (no signalwire SDK, whose pins
-    hold some back), on the newest Python (the browser tests run in "tests" there)."""
+    hold some back), on the newest Python, the browser tests included (Chromium)."""
     session.install("--upgrade", "-e", ".[test]")
-    session.run("pytest", *PARALLEL, "-m", "not browser", *session.posargs)
+    session.run("pytest", *PARALLEL, *session.posargs)
 
 
 @nox.session(python=PYTHONS[-1])
