@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import os
 import secrets
+from collections.abc import Mapping
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -74,7 +75,7 @@ async def save_phone(user_id: str, e164: str) -> None:
     PHONES[user_id] = e164
 
 
-def notify(user_id: str, kind: str, detail: dict[str, object]) -> None:
+def notify(user_id: str, kind: str, detail: Mapping[str, str | int | float]) -> None:
     """What an email to the user would say (the middleware calls this in the background).
     "If this was not you" belongs in every one: these messages are how users notice an attack."""
     text = EMAILS.get(kind, kind).format(**detail)
